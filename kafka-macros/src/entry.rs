@@ -1,0 +1,76 @@
+//! `#[kafka_main]`: wraps `async fn main` into a synchronous `main` that hands its body to
+//! the runtime's command-line entry point.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemFn;
+
+pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(err) => {
+            let err = err.to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let mut errors: Option<syn::Error> = None;
+    let mut fail = |err: syn::Error| match &mut errors {
+        Some(all) => all.combine(err),
+        None => errors = Some(err),
+    };
+    if !args.is_empty() {
+        fail(syn::Error::new_spanned(&args, "#[kafka_main] takes no arguments"));
+    }
+    if func.sig.asyncness.is_none() {
+        fail(syn::Error::new_spanned(
+            func.sig.fn_token,
+            "#[kafka_main] needs an `async fn`: add `async` before `fn`",
+        ));
+    }
+    if !func.sig.inputs.is_empty() {
+        fail(syn::Error::new_spanned(
+            &func.sig.inputs,
+            "#[kafka_main] takes no parameters: the command line is parsed by the runtime",
+        ));
+    }
+    if !func.sig.generics.params.is_empty() {
+        fail(syn::Error::new_spanned(&func.sig.generics, "#[kafka_main] cannot be generic"));
+    }
+    if let Some(err) = errors {
+        let err = err.to_compile_error();
+        // Keep a plain `fn main` so rustc does not add "main function not found".
+        return quote!(fn main() {} #err);
+    }
+    let ItemFn { attrs, vis, sig, block } = func;
+    let ident = &sig.ident;
+    let output = match &sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    quote! {
+        #(#attrs)*
+        #vis fn #ident() -> ::std::process::ExitCode {
+            ::kafka_runtime::__private::run_main(async move {
+                let setup: #output = async move #block.await;
+                setup
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_sync_main() {
+        let out = expand(quote!(), quote!(fn main() {})).to_string();
+        assert!(out.contains("needs an `async fn`"), "{out}");
+    }
+
+    #[test]
+    fn wraps_the_body() {
+        let out = expand(quote!(), quote!(async fn main() { setup().await; })).to_string();
+        assert!(out.contains("run_main"), "{out}");
+    }
+}

@@ -1,0 +1,93 @@
+//! The command line that `#[kafka_main]` generates, defined with clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The parsed command line. Workers see it through
+/// [`WorkerContext::arguments`](crate::WorkerContext::arguments).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    version,
+    about = "Runs this app's Kafka workers",
+    after_help = "Logs go to stderr; set their level with RUST_LOG (for example RUST_LOG=debug).",
+    disable_help_subcommand = true
+)]
+pub struct Arguments {
+    /// Configuration file [default: config.json in the working directory, when present]
+    #[arg(short = 'c', long = "config", visible_alias = "configuration", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Kafka brokers, comma-separated; overrides KAFKA_BROKERS and kafka.brokers [default: the embedded mock cluster]
+    #[arg(long, global = true, value_delimiter = ',', value_name = "HOST:PORT")]
+    pub brokers: Option<Vec<String>>,
+
+    /// Prefix added to every topic and regex; overrides KAFKA_TOPIC_PREFIX and kafka.topic_prefix
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+
+    /// How long in-flight messages may take to finish after SIGINT/SIGTERM; overrides
+    /// KAFKA_DRAIN_TIMEOUT_MS and kafka.consumer.drain_timeout_ms [default: 30000]
+    #[arg(long, global = true, value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run one worker
+    StartConsumer(StartConsumer),
+    /// Run several workers in one process, each with its own consumer and group
+    StartConsumers(StartConsumers),
+    /// List the registered workers with their style, group, topics and Rust path
+    ListWorkers,
+    /// Show the effective configuration and where each value comes from
+    Config(ShowConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartConsumer {
+    /// The worker to run
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub consumer_worker: String,
+
+    /// How messages reach the worker
+    #[arg(long, value_enum, default_value_t = ConsumerType::Stream)]
+    pub consumer_type: ConsumerType,
+
+    /// Topics to consume, replacing the worker's (the prefix and kafka.consumer.topics are still added)
+    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "TOPIC", conflicts_with = "regex_topic")]
+    pub topics: Option<Vec<String>>,
+
+    /// A regular expression of topics to consume, replacing the worker's topics
+    #[arg(long, value_name = "REGEX")]
+    pub regex_topic: Option<String>,
+
+    /// The consumer group, replacing the worker's; `{topic}` gives each topic its own group
+    #[arg(long, value_name = "GROUP")]
+    pub consumer_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsumerType {
+    /// Messages one by one, to either worker style
+    Stream,
+    /// Messages in batches (not supported yet)
+    Batch,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartConsumers {
+    /// The workers to run
+    #[arg(long, num_args = 1.., required = true, value_name = "NAME")]
+    pub consumer_worker: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowConfig {
+    /// Only these workers [default: all]
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    pub consumer_worker: Vec<String>,
+}

@@ -1,0 +1,278 @@
+//! config.json: the original guillotina_kafka schema, read with line and column in every
+//! error and a warning for every unknown key under `kafka`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The file's contents. Top-level keys other than `applications` and `kafka` belong to the
+/// app; they are kept in [`raw`](Self::raw) and handed to workers as settings.
+#[derive(Debug, Default)]
+pub struct ConfigFile {
+    /// Where it was read from; `None` when there is no file.
+    pub path: Option<PathBuf>,
+    pub kafka: KafkaSection,
+    /// The whole file as JSON.
+    pub raw: serde_json::Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileSchema {
+    #[serde(default)]
+    #[allow(dead_code)]
+    applications: Vec<String>,
+    #[serde(default)]
+    kafka: KafkaSection,
+}
+
+/// The `kafka` section.
+#[derive(Debug, Default, Deserialize)]
+pub struct KafkaSection {
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub brokers: Option<Vec<String>>,
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    #[serde(default)]
+    pub consumer: ConsumerSection,
+    /// librdkafka settings for every worker's consumer.
+    #[serde(default)]
+    pub consumer_connection_settings: Settings,
+    /// librdkafka settings for the producer.
+    #[serde(default)]
+    pub producer: Settings,
+}
+
+/// `kafka.consumer`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConsumerSection {
+    #[serde(default)]
+    pub workers: Vec<WorkerEntry>,
+    /// Default topics, added to every worker without `regex_topic`.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub topics: Option<Vec<String>>,
+    /// How long in-flight messages may take to finish at shutdown.
+    #[serde(default)]
+    pub drain_timeout_ms: Option<u64>,
+}
+
+/// One entry of `kafka.consumer.workers`.
+#[derive(Debug, Default, Deserialize)]
+pub struct WorkerEntry {
+    pub name: String,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The annotated function's Rust path, `module::function`.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub topics: Option<Vec<String>>,
+    #[serde(default)]
+    pub regex_topic: Option<String>,
+    /// librdkafka settings for this worker's consumer.
+    #[serde(default)]
+    pub connection_settings: Settings,
+}
+
+/// librdkafka settings, passed through as they are. JSON numbers and booleans are accepted
+/// and turned into the strings librdkafka expects.
+pub type Settings = BTreeMap<String, SettingValue>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingValue(pub String);
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => Ok(SettingValue(s)),
+            serde_json::Value::Number(n) => Ok(SettingValue(n.to_string())),
+            serde_json::Value::Bool(b) => Ok(SettingValue(b.to_string())),
+            other => Err(de::Error::custom(format!(
+                "a librdkafka setting must be a string, a number or a boolean, not {other}"
+            ))),
+        }
+    }
+}
+
+/// A list of strings, or one comma-separated string; `null` means unset.
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => None,
+        Some(OneOrMany::One(s)) => Some(split_list(&s)),
+        Some(OneOrMany::Many(list)) => Some(list),
+    })
+}
+
+/// Splits `a,b, c` into its non-empty parts.
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl ConfigFile {
+    /// Reads the file given with `-c`, or `config.json` in the working directory when it
+    /// exists. No file is an empty configuration.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, Error> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let default = PathBuf::from("config.json");
+                if !default.exists() {
+                    return Ok(Self::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            Error::Config(format!(
+                "cannot read the configuration file {}: {err}; check the path given with -c/--config",
+                path.display()
+            ))
+        })?;
+        let (config, unknown) = Self::parse(&text, &path)?;
+        for key in unknown {
+            tracing::warn!("{}: unknown key `{key}` is ignored; check its spelling", path.display());
+        }
+        Ok(config)
+    }
+
+    /// Parses the text of `path`; returns the config and the unknown keys under `kafka`.
+    pub fn parse(text: &str, path: &Path) -> Result<(Self, Vec<String>), Error> {
+        let invalid = |err: serde_json::Error| {
+            Error::Config(format!(
+                "{}:{}:{}: invalid configuration: {err}",
+                path.display(),
+                err.line(),
+                err.column()
+            ))
+        };
+        let mut unknown = Vec::new();
+        let mut json = serde_json::Deserializer::from_str(text);
+        let schema: FileSchema = serde_ignored::deserialize(&mut json, |ignored| {
+            let key = ignored.to_string();
+            // Top-level keys other than `kafka` are the app's own settings.
+            if key.starts_with("kafka.") {
+                unknown.push(key);
+            }
+        })
+        .map_err(invalid)?;
+        json.end().map_err(invalid)?;
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        let kafka = schema.kafka;
+        for (index, entry) in kafka.consumer.workers.iter().enumerate() {
+            let at = format!("{}: kafka.consumer.workers[{index}]", path.display());
+            if entry.name.trim().is_empty() {
+                return Err(Error::Config(format!("{at}: `name` is missing or empty")));
+            }
+            if entry.topics.is_some() && entry.regex_topic.is_some() {
+                return Err(Error::Config(format!(
+                    "{at} (`{}`): `topics` and `regex_topic` cannot be used together; keep one",
+                    entry.name
+                )));
+            }
+        }
+        if let Some((first, second)) = duplicate_name(&kafka.consumer.workers) {
+            return Err(Error::Config(format!(
+                "{}: kafka.consumer.workers[{first}] and [{second}] are both named `{}`",
+                path.display(),
+                kafka.consumer.workers[first].name
+            )));
+        }
+        Ok((Self { path: Some(path.to_path_buf()), kafka, raw }, unknown))
+    }
+
+    /// What error messages call this file.
+    pub fn display_name(&self) -> String {
+        self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.json".into())
+    }
+}
+
+fn duplicate_name(workers: &[WorkerEntry]) -> Option<(usize, usize)> {
+    workers.iter().enumerate().find_map(|(i, a)| {
+        workers[i + 1..].iter().position(|b| b.name == a.name).map(|j| (i, i + 1 + j))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(ConfigFile, Vec<String>), Error> {
+        ConfigFile::parse(text, Path::new("config.json"))
+    }
+
+    #[test]
+    fn reads_the_original_schema() {
+        let (config, unknown) = parse(
+            r#"{
+                "applications": ["guillotina_kafka"],
+                "databases": {"db": {}},
+                "kafka": {
+                    "topic_prefix": "prefix-",
+                    "brokers": ["a:9092", "b:9092"],
+                    "consumer_connection_settings": {"session.timeout.ms": 6000, "check.crcs": true},
+                    "consumer": {
+                        "workers": [{"name": "my_consumer", "group": "my_group",
+                                     "path": "absolut.path.to.my_consumer", "topics": ["my-topic"],
+                                     "connection_settings": {"fetch.min.bytes": "1"}}],
+                        "topics": ["default-topic"]
+                    },
+                    "producer": {"linger.ms": 5}
+                }
+            }"#,
+        )
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let kafka = &config.kafka;
+        assert_eq!(kafka.brokers.as_deref(), Some(&["a:9092".to_string(), "b:9092".to_string()][..]));
+        assert_eq!(kafka.consumer.topics.as_deref(), Some(&["default-topic".to_string()][..]));
+        assert_eq!(kafka.consumer_connection_settings["session.timeout.ms"].0, "6000");
+        assert_eq!(kafka.consumer_connection_settings["check.crcs"].0, "true");
+        assert_eq!(kafka.producer["linger.ms"].0, "5");
+        assert_eq!(kafka.consumer.workers[0].connection_settings["fetch.min.bytes"].0, "1");
+        assert!(config.raw.get("databases").is_some());
+    }
+
+    #[test]
+    fn names_unknown_keys_under_kafka() {
+        let (_, unknown) =
+            parse(r#"{"kafka": {"brokerz": "x", "consumer": {"workers": [{"name": "a", "topix": []}]}}, "app": 1}"#)
+                .unwrap();
+        assert_eq!(unknown, vec!["kafka.brokerz".to_string(), "kafka.consumer.workers.0.topix".to_string()]);
+    }
+
+    #[test]
+    fn invalid_json_gives_file_line_and_column() {
+        let err = parse("{\n  \"kafka\": {\n    \"brokers\": [\"a\",]\n  }\n}").unwrap_err().to_string();
+        assert!(err.starts_with("config.json:3:"), "{err}");
+        let err = parse("{\"kafka\": {\"brokers\": 5}}").unwrap_err().to_string();
+        assert!(err.starts_with("config.json:1:"), "{err}");
+    }
+
+    #[test]
+    fn rejects_topics_with_regex_and_duplicate_names() {
+        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "topics": ["t"], "regex_topic": "r"}]}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be used together"), "{err}");
+        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a"}, {"name": "a"}]}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("both named `a`"), "{err}");
+    }
+
+    #[test]
+    fn null_prefix_is_no_prefix() {
+        let (config, _) = parse(r#"{"kafka": {"topic_prefix": null, "brokers": "a:1, b:2"}}"#).unwrap();
+        assert_eq!(config.kafka.topic_prefix, None);
+        assert_eq!(config.kafka.brokers.unwrap(), vec!["a:1", "b:2"]);
+    }
+}
