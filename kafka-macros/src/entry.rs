@@ -38,8 +38,15 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     if let Some(err) = errors {
         let err = err.to_compile_error();
-        // Keep a plain `fn main` so rustc does not add "main function not found".
-        return quote!(fn main() {} #err);
+        // Keep a stub with the function's name, visibility and the signature a successful
+        // expansion has, so rustc adds neither "main function not found" nor, when the
+        // function has another name, "`main` defined multiple times" or "cannot find function".
+        let ItemFn { vis, sig, .. } = &func;
+        let ident = &sig.ident;
+        return quote! {
+            #vis fn #ident() -> ::std::process::ExitCode { ::std::process::ExitCode::FAILURE }
+            #err
+        };
     }
     let ItemFn { attrs, vis, sig, block } = func;
     let ident = &sig.ident;
@@ -66,6 +73,14 @@ mod tests {
     fn rejects_sync_main() {
         let out = expand(quote!(), quote!(fn main() {})).to_string();
         assert!(out.contains("needs an `async fn`"), "{out}");
+    }
+
+    #[test]
+    fn error_stub_keeps_the_name() {
+        let out = expand(quote!(), quote!(pub fn app(x: u32) {})).to_string();
+        assert!(out.contains("pub fn app ()"), "{out}");
+        assert!(!out.contains("fn main"), "{out}");
+        assert!(out.contains("takes no parameters"), "{out}");
     }
 
     #[test]

@@ -125,7 +125,10 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
         }
         Ok(())
     });
-    parser.parse2(args)?;
+    // A syntax error stops the parser; keep the mistakes found before it.
+    if let Err(err) = parser.parse2(args) {
+        push(&mut errors, err);
+    }
     if let (Some((topics_key, _)), Some((regex_key, _))) = (&parsed.topics, &parsed.regex_topic) {
         let mut err = syn::Error::new_spanned(
             regex_key,
@@ -229,6 +232,13 @@ mod tests {
         assert!(out.contains("unknown key `nme`"), "{out}");
         assert!(out.contains("a topic must be a string literal"), "{out}");
         assert!(out.contains("duplicate key `group`"), "{out}");
+    }
+
+    #[test]
+    fn keeps_earlier_mistakes_after_a_syntax_error() {
+        let out = errors_of(quote!(nme = "x", name = 1));
+        assert!(out.contains("unknown key `nme`"), "{out}");
+        assert!(out.contains("expected string literal"), "{out}");
     }
 
     #[test]

@@ -175,14 +175,15 @@ impl OffsetStore {
         &self.topics[receipt.topic].name
     }
 
-    /// Marks the message as done: its successor is the next offset to commit.
+    /// Marks the message as done: librdkafka then commits its successor's offset.
     pub(crate) fn store(&self, receipt: &Receipt) -> Result<(), RDKafkaErrorCode> {
         let handle = &self.topics[receipt.topic];
         if handle.native.is_null() {
             return Err(RDKafkaErrorCode::UnknownTopic);
         }
-        // SAFETY: `native` is a live handle owned by this store.
-        let code = unsafe { rdsys::rd_kafka_offset_store(handle.native, receipt.partition, receipt.offset + 1) };
+        // SAFETY: `native` is a live handle owned by this store. `rd_kafka_offset_store`
+        // adds the 1 itself: it takes the offset of the message that is done.
+        let code = unsafe { rdsys::rd_kafka_offset_store(handle.native, receipt.partition, receipt.offset) };
         if code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
             Ok(())
         } else {

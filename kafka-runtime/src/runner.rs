@@ -50,7 +50,7 @@ pub(crate) async fn run_consumers(
                 match join_error.try_into_panic() {
                     Ok(panic) => format!(
                         "worker `{label}` panicked: {}; its in-flight message was not committed",
-                        panic_message(&panic)
+                        panic_message(&*panic)
                     ),
                     Err(_) => format!("worker `{label}` was cancelled"),
                 }

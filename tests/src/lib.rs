@@ -1,0 +1,328 @@
+//! Support for the integration tests: the broker under test, an independent producer, the
+//! test workers and what they handled, and the processes under test.
+
+pub mod workers;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use kafka_runtime::{Error, Shutdown};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+// The demo's workers are registered from another crate: link it.
+pub use kafka_demo;
+
+/// How long any wait in these tests may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// The broker under test: `KAFKA_BROKERS`, which `scripts/test.sh` sets after starting Tansu.
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").ok().filter(|b| !b.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "KAFKA_BROKERS is not set: run the tests with scripts/test.sh, which starts a broker, \
+             or point KAFKA_BROKERS at one"
+        )
+    })
+}
+
+/// A name no other test or run uses.
+pub fn unique(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{name}-{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 1_000_000_000)
+}
+
+/// Creates topics with `partitions` partitions each.
+pub async fn create_topics(topics: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let results = admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics");
+    for result in results {
+        if let Err((topic, code)) = result {
+            panic!("cannot create topic {topic}: {code}");
+        }
+    }
+}
+
+/// A record for [`produce`].
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn new(payload: impl Into<String>) -> Self {
+        Self { key: None, payload: payload.into(), headers: Vec::new() }
+    }
+
+    pub fn keyed(key: impl Into<String>, payload: impl Into<String>) -> Self {
+        Self { key: Some(key.into()), payload: payload.into(), headers: Vec::new() }
+    }
+}
+
+/// Sends records with plain rdkafka, independent of the framework, and waits until the
+/// broker has acknowledged every one.
+pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::new();
+    for record in records {
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        pending.push(tokio::spawn(async move {
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header { key, value: Some(value) });
+            }
+            let mut future = FutureRecord::to(&topic).payload(&record.payload).headers(headers);
+            if let Some(key) = &record.key {
+                future = future.key(key);
+            }
+            producer.send(future, Duration::from_secs(30)).await.map_err(|(err, _)| err)
+        }));
+    }
+    for sent in pending {
+        sent.await.expect("send task").expect("delivered");
+    }
+}
+
+/// `count` JSON documents `{"id": n}` with ids from `first`.
+pub fn documents(first: u64, count: u64) -> impl Iterator<Item = Record> {
+    (first..first + count).map(|id| Record::keyed(format!("k{id}"), format!(r#"{{"id": {id}}}"#)))
+}
+
+/// Writes a config.json for a test, with settings that make groups join fast.
+pub fn write_config(json: serde_json::Value) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{}.json", unique("kafka-it-config")));
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json")).expect("write config");
+    path
+}
+
+/// The client settings every test uses: a short session so groups join in seconds, and a
+/// short metadata refresh so new topics are found fast.
+pub fn fast_settings() -> serde_json::Value {
+    serde_json::json!({
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "topic.metadata.refresh.interval.ms": 1000
+    })
+}
+
+/// A message a test worker handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    pub worker: String,
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: String,
+}
+
+fn handled_log() -> &'static (Mutex<Vec<Handled>>, watch::Sender<usize>) {
+    static LOG: OnceLock<(Mutex<Vec<Handled>>, watch::Sender<usize>)> = OnceLock::new();
+    LOG.get_or_init(|| (Mutex::new(Vec::new()), watch::channel(0).0))
+}
+
+/// Records a handled message (called by the test workers).
+pub fn record_handled(handled: Handled) {
+    let (log, changed) = handled_log();
+    log.lock().unwrap().push(handled);
+    changed.send_modify(|n| *n += 1);
+}
+
+/// Waits until at least `count` handled messages match `filter`, and returns them all.
+pub async fn wait_handled(count: usize, filter: impl Fn(&Handled) -> bool) -> Vec<Handled> {
+    let (log, changed) = handled_log();
+    let mut receiver = changed.subscribe();
+    let wait = async {
+        loop {
+            let matching: Vec<Handled> = log.lock().unwrap().iter().filter(|h| filter(h)).cloned().collect();
+            if matching.len() >= count {
+                return matching;
+            }
+            receiver.changed().await.expect("log lives forever");
+        }
+    };
+    match tokio::time::timeout(WAIT, wait).await {
+        Ok(matching) => matching,
+        Err(_) => {
+            let seen = log.lock().unwrap().iter().filter(|h| filter(h)).count();
+            panic!("timed out: {seen} of {count} expected messages were handled")
+        }
+    }
+}
+
+/// Everything handled so far that matches `filter`.
+pub fn handled(filter: impl Fn(&Handled) -> bool) -> Vec<Handled> {
+    handled_log().0.lock().unwrap().iter().filter(|h| filter(h)).cloned().collect()
+}
+
+/// A command running in this process, as `#[kafka_main]` would run it.
+pub struct InProcess {
+    pub shutdown: Shutdown,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl InProcess {
+    /// Runs `args` (without the program name) against the broker under test.
+    pub fn start(args: &[&str]) -> Self {
+        let mut all = vec!["it".to_owned(), "--brokers".to_owned(), brokers()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(kafka_runtime::run_with_args(all, shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    /// Begins shutdown and waits for the command to end.
+    pub async fn stop(self) -> Result<(), Error> {
+        self.shutdown.begin();
+        self.finish().await
+    }
+
+    /// Waits for the command to end on its own.
+    pub async fn finish(self) -> Result<(), Error> {
+        tokio::time::timeout(WAIT, self.task).await.expect("the command did not end").expect("the command panicked")
+    }
+}
+
+/// A binary built from this workspace.
+pub enum Binary {
+    /// The demo app (`examples/`).
+    Demo,
+    /// The test workers (`tests/src/bin/it-worker.rs`).
+    TestWorkers,
+}
+
+impl Binary {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            // Cargo builds the package's binaries before its integration tests.
+            Binary::TestWorkers => target_dir().join(format!("it-worker{}", std::env::consts::EXE_SUFFIX)),
+            Binary::Demo => demo_binary().clone(),
+        }
+    }
+}
+
+/// Builds the demo binary once per test run, with the same registry feature as the tests.
+fn demo_binary() -> &'static PathBuf {
+    static DEMO: OnceLock<PathBuf> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "kafka-demo", "--bin", "kafka-demo"]);
+        if cfg!(feature = "linkme") {
+            build.args(["--features", "linkme"]);
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cannot build the demo binary");
+        target_dir().join(format!("kafka-demo{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// `target/<profile>`: test binaries sit in its `deps` folder, other binaries in it.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf()
+}
+
+/// A process under test, with its stdout read line by line.
+pub struct Process {
+    pub child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    pub lines: Vec<String>,
+}
+
+impl Process {
+    /// Starts `binary` with `args`; `KAFKA_BROKERS` comes from the environment.
+    pub fn spawn(binary: Binary, args: &[&str]) -> Self {
+        Self::spawn_with_env(binary, args, &[])
+    }
+
+    pub fn spawn_with_env(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(binary.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the binary");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Self { child, stdout, lines: Vec::new() }
+    }
+
+    /// Reads stdout until `count` lines satisfy `filter`; returns those lines.
+    pub async fn wait_lines(&mut self, count: usize, filter: impl Fn(&str) -> bool) -> Vec<String> {
+        let read = async {
+            loop {
+                let matching: Vec<String> = self.lines.iter().filter(|l| filter(l)).cloned().collect();
+                if matching.len() >= count {
+                    return matching;
+                }
+                match self.stdout.next_line().await.expect("read stdout") {
+                    Some(line) => self.lines.push(line),
+                    None => panic!(
+                        "the process ended after {} of {count} expected lines; its output:\n{}",
+                        self.lines.iter().filter(|l| filter(l)).count(),
+                        self.lines.join("\n")
+                    ),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, read).await.expect("timed out waiting for output")
+    }
+
+    /// Sends a signal (`SIGTERM`, `SIGKILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("process is running").to_string();
+        let status = std::process::Command::new("kill").args(["-s", signal, &pid]).status().expect("kill");
+        assert!(status.success(), "kill -s {signal} {pid} failed");
+    }
+
+    /// Waits for the exit, reading the rest of stdout; returns the exit code (`None` if killed).
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let rest = async {
+            while let Some(line) = self.stdout.next_line().await.expect("read stdout") {
+                self.lines.push(line);
+            }
+            self.child.wait().await.expect("wait")
+        };
+        let status = tokio::time::timeout(WAIT, rest).await.expect("the process did not exit");
+        status.code()
+    }
+}
+
+/// Runs a binary to completion and returns (exit code, stdout, stderr).
+pub fn run_to_end(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = std::process::Command::new(binary.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("KAFKA_BROKERS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,2 @@
+#[kafka_runtime::kafka_main]
+fn main() {}

@@ -1,0 +1,71 @@
+//! Workers the tests start. They live in this crate, apart from the demo's, which also
+//! checks that workers from several crates are all registered.
+
+use std::time::Duration;
+
+use kafka_runtime::prelude::*;
+use serde::Deserialize;
+
+use crate::{record_handled, Handled};
+
+fn record(ctx: &WorkerContext, msg: &Message) {
+    record_handled(Handled {
+        worker: ctx.name().to_owned(),
+        group: ctx.group().to_owned(),
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        payload: msg.payload_str().unwrap_or("<binary>").to_owned(),
+    });
+}
+
+/// Per-message handler that records every message.
+#[kafka_worker(name = "it_per_message")]
+pub async fn per_message(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    record(&ctx, &msg);
+    Ok(())
+}
+
+/// Stream worker that records every message.
+#[kafka_worker(name = "it_stream")]
+pub async fn stream(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
+    while let Some(msg) = topic.next().await {
+        record(&ctx, &msg);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Doc {
+    pub id: u64,
+}
+
+/// Typed handler: decodes JSON, records the id as the payload.
+#[kafka_worker(name = "it_json")]
+pub async fn json(Json(doc): Json<Doc>, key: Key, ctx: WorkerContext) -> Result<(), WorkerError> {
+    record_handled(Handled {
+        worker: ctx.name().to_owned(),
+        group: ctx.group().to_owned(),
+        topic: ctx.topics().join(","),
+        partition: -1,
+        offset: -1,
+        payload: format!("{}:{}", key.0.unwrap_or_default(), doc.id),
+    });
+    Ok(())
+}
+
+/// A handler with a bug.
+#[kafka_worker(name = "it_panics")]
+pub async fn panics(msg: Message) {
+    panic!("bug in the handler at offset {}", msg.offset());
+}
+
+/// For process tests: prints each message it handles, after a pause set by the app
+/// setting `handler_delay_ms`.
+#[kafka_worker(name = "it_slow")]
+pub async fn slow(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    println!("handled {} {} {} {}", msg.topic(), msg.partition(), msg.offset(), msg.payload_str()?);
+    Ok(())
+}
