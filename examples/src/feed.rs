@@ -38,12 +38,12 @@ pub fn start_on_embedded_cluster() {
             .set("bootstrap.servers", &cluster.bootstrap_servers)
             .create_with_context(QuietFeed)
         {
-                Ok(producer) => producer,
-                Err(err) => {
-                    tracing::warn!("demo feed disabled: {err}");
-                    return;
-                }
-            };
+            Ok(producer) => producer,
+            Err(err) => {
+                tracing::warn!("demo feed disabled: {err}");
+                return;
+            }
+        };
         tracing::info!(
             "demo feed: one document a second to {} (set KAFKA_DEMO_FEED=0 to turn it off)",
             cluster.topics.join(", ")

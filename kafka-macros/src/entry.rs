@@ -22,10 +22,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         fail(syn::Error::new_spanned(&args, "#[kafka_main] takes no arguments"));
     }
     if func.sig.asyncness.is_none() {
-        fail(syn::Error::new_spanned(
-            func.sig.fn_token,
-            "#[kafka_main] needs an `async fn`: add `async` before `fn`",
-        ));
+        fail(syn::Error::new_spanned(func.sig.fn_token, "#[kafka_main] needs an `async fn`: add `async` before `fn`"));
     }
     if !func.sig.inputs.is_empty() {
         fail(syn::Error::new_spanned(
@@ -71,13 +68,25 @@ mod tests {
 
     #[test]
     fn rejects_sync_main() {
-        let out = expand(quote!(), quote!(fn main() {})).to_string();
+        let out = expand(
+            quote!(),
+            quote!(
+                fn main() {}
+            ),
+        )
+        .to_string();
         assert!(out.contains("needs an `async fn`"), "{out}");
     }
 
     #[test]
     fn error_stub_keeps_the_name() {
-        let out = expand(quote!(), quote!(pub fn app(x: u32) {})).to_string();
+        let out = expand(
+            quote!(),
+            quote!(
+                pub fn app(x: u32) {}
+            ),
+        )
+        .to_string();
         assert!(out.contains("pub fn app ()"), "{out}");
         assert!(!out.contains("fn main"), "{out}");
         assert!(out.contains("takes no parameters"), "{out}");
@@ -85,7 +94,15 @@ mod tests {
 
     #[test]
     fn wraps_the_body() {
-        let out = expand(quote!(), quote!(async fn main() { setup().await; })).to_string();
+        let out = expand(
+            quote!(),
+            quote!(
+                async fn main() {
+                    setup().await;
+                }
+            ),
+        )
+        .to_string();
         assert!(out.contains("run_main"), "{out}");
     }
 }

@@ -32,10 +32,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if func.sig.asyncness.is_none() {
         push(
             &mut errors,
-            syn::Error::new_spanned(
-                func.sig.fn_token,
-                "#[kafka_worker] needs an `async fn`: add `async` before `fn`",
-            ),
+            syn::Error::new_spanned(func.sig.fn_token, "#[kafka_worker] needs an `async fn`: add `async` before `fn`"),
         );
     }
     if !func.sig.generics.params.is_empty() {
@@ -48,13 +45,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         );
     }
     if let Some(receiver) = func.sig.receiver() {
-        push(
-            &mut errors,
-            syn::Error::new_spanned(
-                receiver,
-                "#[kafka_worker] goes on a free function, not a method",
-            ),
-        );
+        push(&mut errors, syn::Error::new_spanned(receiver, "#[kafka_worker] goes on a free function, not a method"));
     }
     if let Some(err) = errors {
         return with_item(quote!(#func), err);
@@ -113,10 +104,7 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
                 }
             }
             _ => {
-                push(
-                    &mut errors,
-                    syn::Error::new_spanned(&key, format!("unknown key `{key}`; expected {KEYS}")),
-                );
+                push(&mut errors, syn::Error::new_spanned(&key, format!("unknown key `{key}`; expected {KEYS}")));
                 // Skip the value so parsing can go on and report later mistakes too.
                 if meta.input.peek(syn::Token![=]) {
                     let _: Expr = meta.value()?.parse()?;
@@ -147,19 +135,13 @@ fn topic_list(array: &ExprArray, errors: &mut Option<syn::Error>) -> Vec<LitStr>
     let mut topics = Vec::new();
     for element in &array.elems {
         match element {
-            Expr::Lit(ExprLit { lit: Lit::Str(topic), .. }) if !topic.value().is_empty() => {
-                topics.push(topic.clone())
+            Expr::Lit(ExprLit { lit: Lit::Str(topic), .. }) if !topic.value().is_empty() => topics.push(topic.clone()),
+            Expr::Lit(ExprLit { lit: Lit::Str(topic), .. }) => {
+                push(errors, syn::Error::new_spanned(topic, "a topic name cannot be empty"))
             }
-            Expr::Lit(ExprLit { lit: Lit::Str(topic), .. }) => push(
-                errors,
-                syn::Error::new_spanned(topic, "a topic name cannot be empty"),
-            ),
             other => push(
                 errors,
-                syn::Error::new_spanned(
-                    other,
-                    "a topic must be a string literal, for example \"my-topic\"",
-                ),
+                syn::Error::new_spanned(other, "a topic must be a string literal, for example \"my-topic\""),
             ),
         }
     }
@@ -215,7 +197,12 @@ mod tests {
     use super::*;
 
     fn errors_of(args: TokenStream) -> String {
-        let expanded = expand(args, quote!(async fn handler() {}));
+        let expanded = expand(
+            args,
+            quote!(
+                async fn handler() {}
+            ),
+        );
         expanded.to_string()
     }
 
@@ -249,7 +236,13 @@ mod tests {
 
     #[test]
     fn name_defaults_to_the_function() {
-        let out = expand(quote!(), quote!(async fn my_worker() {})).to_string();
+        let out = expand(
+            quote!(),
+            quote!(
+                async fn my_worker() {}
+            ),
+        )
+        .to_string();
         assert!(out.contains("name : \"my_worker\""), "{out}");
     }
 }

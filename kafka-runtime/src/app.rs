@@ -10,8 +10,8 @@ use rdkafka::config::ClientConfig;
 
 use crate::cli::{Arguments, Command, ConsumerType, StartConsumer};
 use crate::config::{
-    catalog, effective_settings, is_secret, plan_worker, CatalogEntry, CliLayer, ConfigFile, EnvLayer,
-    GlobalSettings, Subscription, WorkerOverrides, WorkerPlan,
+    catalog, effective_settings, is_secret, plan_worker, CatalogEntry, CliLayer, ConfigFile, EnvLayer, GlobalSettings,
+    Subscription, WorkerOverrides, WorkerPlan,
 };
 use crate::context::WorkerContext;
 use crate::embedded::EmbeddedCluster;
@@ -197,7 +197,9 @@ impl Loaded {
                     let _ = writeln!(out, "  subscribe    {:<40} (default)", "nothing of its own");
                 }
             }
-            if !plan.default_topics.is_empty() && !matches!(plan.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_))) {
+            if !plan.default_topics.is_empty()
+                && !matches!(plan.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_)))
+            {
                 let _ = writeln!(out, "  + defaults   {:<40} (config.json)", display_list(&plan.default_topics));
             }
             match plan.consumers() {
@@ -370,5 +372,6 @@ where
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).try_init();
 }

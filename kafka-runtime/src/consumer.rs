@@ -85,13 +85,19 @@ impl ConsumerContext for WorkerConsumerContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => tracing::warn!(worker = &*self.label, "offset commit failed: {err}; it is retried with the next commit"),
+            Err(err) => {
+                tracing::warn!(worker = &*self.label, "offset commit failed: {err}; it is retried with the next commit")
+            }
         }
     }
 }
 
 /// Commits the stored offsets synchronously. Nothing to commit is not an error.
-pub(crate) fn commit_stored<C: ConsumerContext, K: Consumer<C> + ?Sized>(consumer: &K, label: &str, when: &str) -> bool {
+pub(crate) fn commit_stored<C: ConsumerContext, K: Consumer<C> + ?Sized>(
+    consumer: &K,
+    label: &str,
+    when: &str,
+) -> bool {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {
             tracing::debug!(worker = label, "committed stored offsets {when}");
@@ -198,9 +204,8 @@ impl TopicHandle {
         let c_name = CString::new(name).unwrap_or_default();
         // SAFETY: the client pointer is live for the duration of the call; the returned
         // handle holds its own reference and is destroyed in `Drop`.
-        let native = unsafe {
-            rdsys::rd_kafka_topic_new(consumer.client().native_ptr(), c_name.as_ptr(), std::ptr::null_mut())
-        };
+        let native =
+            unsafe { rdsys::rd_kafka_topic_new(consumer.client().native_ptr(), c_name.as_ptr(), std::ptr::null_mut()) };
         Self { name: name.into(), native }
     }
 }

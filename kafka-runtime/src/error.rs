@@ -88,11 +88,9 @@ impl fmt::Display for Error {
                 "unknown worker `{name}`: no worker is registered; annotate an async fn with \
                  #[kafka_worker] in a crate that the binary links"
             ),
-            Error::UnknownWorker { name, registered } => write!(
-                f,
-                "unknown worker `{name}`; registered workers: {}",
-                registered.join(", ")
-            ),
+            Error::UnknownWorker { name, registered } => {
+                write!(f, "unknown worker `{name}`; registered workers: {}", registered.join(", "))
+            }
             Error::Kafka { context, source } => write!(f, "{context}: {source}"),
             Error::WorkersFailed(failures) => write!(f, "{}", failures.join("; ")),
         }

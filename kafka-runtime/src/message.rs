@@ -71,8 +71,7 @@ impl Message {
     /// The payload decoded from JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         let payload = self.payload().ok_or_else(|| DecodeError::empty("payload as JSON"))?;
-        serde_json::from_slice(payload)
-            .map_err(|err| DecodeError { what: "payload as JSON", reason: err.to_string() })
+        serde_json::from_slice(payload).map_err(|err| DecodeError { what: "payload as JSON", reason: err.to_string() })
     }
 
     /// The underlying rdkafka message, for anything this type does not expose.

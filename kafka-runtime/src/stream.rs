@@ -107,20 +107,15 @@ impl TopicStream {
     }
 
     fn position_of(&self, receipt: &Receipt) -> Position {
-        Position {
-            topic: self.offsets.topic(receipt).to_owned(),
-            partition: receipt.partition,
-            offset: receipt.offset,
-        }
+        Position { topic: self.offsets.topic(receipt).to_owned(), partition: receipt.partition, offset: receipt.offset }
     }
 
     fn report(&self, err: KafkaError) {
         let label = &*self.label;
         match err.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => tracing::warn!(
-                worker = label,
-                "{err}; the worker waits for the topic to be created"
-            ),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                tracing::warn!(worker = label, "{err}; the worker waits for the topic to be created")
+            }
             _ => tracing::warn!(worker = label, "consumer error: {err}"),
         }
     }

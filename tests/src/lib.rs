@@ -77,11 +77,8 @@ impl Record {
 /// Sends records with plain rdkafka, independent of the framework, and waits until the
 /// broker has acknowledged every one.
 pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers()).set("linger.ms", "5").create().expect("producer");
     let mut pending = Vec::new();
     for record in records {
         let producer = producer.clone();
@@ -259,6 +256,8 @@ impl Process {
     pub fn spawn_with_env(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary.path())
             .args(args)
+            // The process's logs go to the test's stderr; keep them to what matters.
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -315,8 +314,8 @@ impl Process {
 pub fn run_to_end(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = std::process::Command::new(binary.path())
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("KAFKA_BROKERS")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run the binary");

@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use kafka_integration_tests::*;
 
 fn config() -> String {
-    write_config(serde_json::json!({"kafka": {"consumer_connection_settings": fast_settings()}}))
-        .display()
-        .to_string()
+    write_config(serde_json::json!({"kafka": {"consumer_connection_settings": fast_settings()}})).display().to_string()
 }
 
 async fn exactly_once_then_resume(worker: &str) {
@@ -19,7 +17,8 @@ async fn exactly_once_then_resume(worker: &str) {
     produce(&topic, (0..300).map(|n| Record::new(format!("m{n}")))).await;
 
     let config = config();
-    let args = ["-c", &config, "start-consumer", "--consumer-worker", worker, "--topics", &topic, "--consumer-group", &group];
+    let args =
+        ["-c", &config, "start-consumer", "--consumer-worker", worker, "--topics", &topic, "--consumer-group", &group];
     let running = InProcess::start(&args);
     let first = wait_handled(300, |h| h.topic == topic).await;
     running.stop().await.expect("clean stop");
@@ -57,7 +56,8 @@ async fn typed_payloads_and_keys_are_decoded() {
     create_topics(&[&topic], 1).await;
     produce(&topic, documents(1, 20)).await;
     let config = config();
-    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_json", "--topics", &topic]);
+    let running =
+        InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_json", "--topics", &topic]);
     let got = wait_handled(20, |h| h.topic == topic).await;
     running.stop().await.expect("clean stop");
     let ids: BTreeSet<String> = got.iter().map(|h| h.payload.clone()).collect();
@@ -73,7 +73,17 @@ async fn undecodable_payload_stops_the_worker_and_is_not_committed() {
     produce(&topic, documents(1, 3)).await;
     produce(&topic, [Record::new("not json")]).await;
     let config = config();
-    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_json", "--topics", &topic, "--consumer-group", &group];
+    let args = [
+        "-c",
+        &config,
+        "start-consumer",
+        "--consumer-worker",
+        "it_json",
+        "--topics",
+        &topic,
+        "--consumer-group",
+        &group,
+    ];
 
     let err = InProcess::start(&args).finish().await.expect_err("the worker must stop");
     let message = err.to_string();
@@ -94,10 +104,11 @@ async fn a_panicking_handler_is_reported_not_fatal_to_the_process() {
     create_topics(&[&topic], 1).await;
     produce(&topic, [Record::new("x")]).await;
     let config = config();
-    let err = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_panics", "--topics", &topic])
-        .finish()
-        .await
-        .expect_err("the worker must fail");
+    let err =
+        InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_panics", "--topics", &topic])
+            .finish()
+            .await
+            .expect_err("the worker must fail");
     let message = err.to_string();
     assert!(message.contains("worker `it_panics` panicked: bug in the handler at offset 0"), "{message}");
 }
@@ -117,7 +128,8 @@ async fn start_consumers_runs_both_styles_side_by_side() {
         ]}
     }}));
     let config = config.display().to_string();
-    let running = InProcess::start(&["-c", &config, "start-consumers", "--consumer-worker", "it_per_message", "it_stream"]);
+    let running =
+        InProcess::start(&["-c", &config, "start-consumers", "--consumer-worker", "it_per_message", "it_stream"]);
     let a = wait_handled(40, |h| h.topic == per_message).await;
     let b = wait_handled(40, |h| h.topic == stream).await;
     running.stop().await.expect("clean stop");

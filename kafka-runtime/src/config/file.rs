@@ -147,12 +147,7 @@ impl ConfigFile {
     /// Parses the text of `path`; returns the config and the unknown keys under `kafka`.
     pub fn parse(text: &str, path: &Path) -> Result<(Self, Vec<String>), Error> {
         let invalid = |err: serde_json::Error| {
-            Error::Config(format!(
-                "{}:{}:{}: invalid configuration: {err}",
-                path.display(),
-                err.line(),
-                err.column()
-            ))
+            Error::Config(format!("{}:{}:{}: invalid configuration: {err}", path.display(), err.line(), err.column()))
         };
         let mut unknown = Vec::new();
         let mut json = serde_json::Deserializer::from_str(text);
@@ -196,9 +191,10 @@ impl ConfigFile {
 }
 
 fn duplicate_name(workers: &[WorkerEntry]) -> Option<(usize, usize)> {
-    workers.iter().enumerate().find_map(|(i, a)| {
-        workers[i + 1..].iter().position(|b| b.name == a.name).map(|j| (i, i + 1 + j))
-    })
+    workers
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| workers[i + 1..].iter().position(|b| b.name == a.name).map(|j| (i, i + 1 + j)))
 }
 
 #[cfg(test)]
@@ -259,13 +255,13 @@ mod tests {
 
     #[test]
     fn rejects_topics_with_regex_and_duplicate_names() {
-        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "topics": ["t"], "regex_topic": "r"}]}}}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "topics": ["t"], "regex_topic": "r"}]}}}"#)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("cannot be used together"), "{err}");
-        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a"}, {"name": "a"}]}}}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a"}, {"name": "a"}]}}}"#).unwrap_err().to_string();
         assert!(err.contains("both named `a`"), "{err}");
     }
 

@@ -129,10 +129,7 @@ impl GlobalSettings {
         let env_drain = match &env.drain_timeout_ms {
             None => None,
             Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
-                Error::Config(format!(
-                    "{}={text:?} is not a number of milliseconds",
-                    EnvLayer::DRAIN_TIMEOUT_MS
-                ))
+                Error::Config(format!("{}={text:?} is not a number of milliseconds", EnvLayer::DRAIN_TIMEOUT_MS))
             })?),
         };
         let drain_timeout = pick([
@@ -379,9 +376,7 @@ pub fn effective_settings(file: &ConfigFile, global: &GlobalSettings) -> serde_j
         serde_json::Value::Object(_) => file.raw.clone(),
         _ => serde_json::json!({}),
     };
-    let kafka = raw
-        .as_object_mut()
-        .map(|root| root.entry("kafka").or_insert_with(|| serde_json::json!({})));
+    let kafka = raw.as_object_mut().map(|root| root.entry("kafka").or_insert_with(|| serde_json::json!({})));
     if let Some(serde_json::Value::Object(kafka)) = kafka {
         kafka.insert("brokers".into(), serde_json::json!(global.brokers.as_ref().map(|b| &b.value)));
         kafka.insert("topic_prefix".into(), serde_json::json!(global.topic_prefix.value));
@@ -394,7 +389,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn registration(name: &'static str, topics: &'static [&'static str], group: Option<&'static str>) -> &'static WorkerRegistration {
+    fn registration(
+        name: &'static str,
+        topics: &'static [&'static str],
+        group: Option<&'static str>,
+    ) -> &'static WorkerRegistration {
         Box::leak(Box::new(WorkerRegistration {
             name,
             rust_path: "app::workers::handler",
@@ -418,7 +417,8 @@ mod tests {
 
     #[test]
     fn macro_values_are_the_lowest_layer() {
-        let plan = plan(&ConfigFile::default(), &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
+        let plan =
+            plan(&ConfigFile::default(), &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
         assert_eq!(plan.group, Sourced::new("macro-group".to_owned(), Source::Macro));
         assert_eq!(plan.subscription_with_prefix(), vec!["macro-topic"]);
         assert_eq!(plan.subscription.unwrap().source, Source::Macro);
@@ -427,9 +427,11 @@ mod tests {
 
     #[test]
     fn config_file_overrides_the_macro() {
-        let file = file(r#"{"kafka": {"topic_prefix": "p-", "consumer": {
+        let file = file(
+            r#"{"kafka": {"topic_prefix": "p-", "consumer": {
             "topics": ["default-topic"],
-            "workers": [{"name": "es", "group": "file-group", "topics": ["file-topic"]}]}}}"#);
+            "workers": [{"name": "es", "group": "file-group", "topics": ["file-topic"]}]}}}"#,
+        );
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
         assert_eq!(plan.group, Sourced::new("file-group".to_owned(), Source::File));
         assert_eq!(plan.subscription_with_prefix(), vec!["p-file-topic", "p-default-topic"]);
@@ -439,13 +441,21 @@ mod tests {
     #[test]
     fn env_overrides_the_file_and_cli_overrides_env() {
         let file = file(r#"{"kafka": {"brokers": ["file:9092"], "topic_prefix": "file-"}}"#);
-        let env = EnvLayer { brokers: Some("env:9092".into()), topic_prefix: Some("env-".into()), drain_timeout_ms: Some("5".into()) };
+        let env = EnvLayer {
+            brokers: Some("env:9092".into()),
+            topic_prefix: Some("env-".into()),
+            drain_timeout_ms: Some("5".into()),
+        };
         let global = GlobalSettings::merge(&file, &env, &CliLayer::default()).unwrap();
         assert_eq!(global.brokers, Some(Sourced::new(vec!["env:9092".to_owned()], Source::Env("KAFKA_BROKERS"))));
         assert_eq!(global.topic_prefix, Sourced::new("env-".to_owned(), Source::Env("KAFKA_TOPIC_PREFIX")));
         assert_eq!(global.drain_timeout.value, Duration::from_millis(5));
 
-        let cli = CliLayer { brokers: Some(vec!["cli:9092".into()]), topic_prefix: Some("cli-".into()), drain_timeout_ms: Some(7) };
+        let cli = CliLayer {
+            brokers: Some(vec!["cli:9092".into()]),
+            topic_prefix: Some("cli-".into()),
+            drain_timeout_ms: Some(7),
+        };
         let global = GlobalSettings::merge(&file, &env, &cli).unwrap();
         assert_eq!(global.brokers, Some(Sourced::new(vec!["cli:9092".to_owned()], Source::Cli)));
         assert_eq!(global.topic_prefix, Sourced::new("cli-".to_owned(), Source::Cli));
@@ -454,9 +464,12 @@ mod tests {
 
     #[test]
     fn cli_overrides_the_worker_entry() {
-        let file = file(r#"{"kafka": {"consumer": {"workers": [{"name": "es", "group": "file-group", "topics": ["file-topic"],
-            "connection_settings": {"group.id": "ignored-anyway", "session.timeout.ms": 6000}}]}}}"#);
-        let overrides = WorkerOverrides { topics: None, regex_topic: Some("cli-.*".into()), group: Some("cli-group".into()) };
+        let file = file(
+            r#"{"kafka": {"consumer": {"workers": [{"name": "es", "group": "file-group", "topics": ["file-topic"],
+            "connection_settings": {"group.id": "ignored-anyway", "session.timeout.ms": 6000}}]}}}"#,
+        );
+        let overrides =
+            WorkerOverrides { topics: None, regex_topic: Some("cli-.*".into()), group: Some("cli-group".into()) };
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &overrides);
         assert_eq!(plan.group, Sourced::new("cli-group".to_owned(), Source::Cli));
         assert_eq!(plan.subscription, Some(Sourced::new(Subscription::Regex("cli-.*".into()), Source::Cli)));
@@ -465,25 +478,34 @@ mod tests {
 
     #[test]
     fn at_least_once_settings_cannot_be_overridden() {
-        let file = file(r#"{"kafka": {"consumer_connection_settings": {"enable.auto.offset.store": true, "auto.offset.reset": "latest"}}}"#);
+        let file = file(
+            r#"{"kafka": {"consumer_connection_settings": {"enable.auto.offset.store": true, "auto.offset.reset": "latest"}}}"#,
+        );
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
-        assert_eq!(plan.client_settings["enable.auto.offset.store"], Sourced::new("false".to_owned(), Source::Enforced));
+        assert_eq!(
+            plan.client_settings["enable.auto.offset.store"],
+            Sourced::new("false".to_owned(), Source::Enforced)
+        );
         assert_eq!(plan.client_settings["auto.offset.reset"], Sourced::new("latest".to_owned(), Source::File));
         assert_eq!(plan.client_settings["fetch.queue.backoff.ms"].source, Source::Default);
     }
 
     #[test]
     fn default_topics_skip_regex_workers_and_prefix_goes_on_the_regex() {
-        let file = file(r#"{"kafka": {"topic_prefix": "p.", "consumer": {"topics": ["d"],
-            "workers": [{"name": "es", "regex_topic": "^events-.*"}]}}}"#);
+        let file = file(
+            r#"{"kafka": {"topic_prefix": "p.", "consumer": {"topics": ["d"],
+            "workers": [{"name": "es", "regex_topic": "^events-.*"}]}}}"#,
+        );
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
         assert_eq!(plan.subscription_with_prefix(), vec![r"^p\.events-.*"]);
     }
 
     #[test]
     fn topic_groups_give_one_consumer_per_topic() {
-        let file = file(r#"{"kafka": {"topic_prefix": "p-", "consumer": {"topics": ["d"],
-            "workers": [{"name": "es", "group": "g-{topic}", "topics": ["a", "b"]}]}}}"#);
+        let file = file(
+            r#"{"kafka": {"topic_prefix": "p-", "consumer": {"topics": ["d"],
+            "workers": [{"name": "es", "group": "g-{topic}", "topics": ["a", "b"]}]}}}"#,
+        );
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
         let units = plan.consumers().unwrap();
         assert_eq!(
@@ -499,9 +521,11 @@ mod tests {
     #[test]
     fn config_entries_reach_functions_by_path() {
         let registered = [registration("es", &["t"], None)];
-        let file = file(r#"{"kafka": {"consumer": {"workers": [
+        let file = file(
+            r#"{"kafka": {"consumer": {"workers": [
             {"name": "alias", "path": "workers.handler", "topics": ["other"]},
-            {"name": "nobody", "path": "no::such"}]}}}"#);
+            {"name": "nobody", "path": "no::such"}]}}}"#,
+        );
         let (catalog, warnings) = catalog(&registered, &file);
         let names: Vec<&str> = catalog.iter().map(|c| c.name).collect();
         assert_eq!(names, vec!["alias", "es"]);

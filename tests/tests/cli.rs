@@ -1,0 +1,172 @@
+//! The generated command line, run as real processes of the built demo binary.
+
+use kafka_integration_tests::*;
+
+fn demo(args: &[&str]) -> (i32, String, String) {
+    run_to_end(Binary::Demo, args, &[])
+}
+
+#[test]
+fn list_workers_shows_style_group_topics_and_path() {
+    let (code, out, err) = demo(&["-c", "/dev/null/none", "list-workers"]);
+    assert_eq!(code, 1, "a missing -c file is an error: {out}{err}");
+    let (code, out, err) = demo(&["list-workers"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "STYLE", "GROUP", "TOPICS", "PATH"]);
+    assert!(lines.contains(&vec!["es", "per-message", "es_group", "my-topic", "kafka_demo::es_consumer"]), "{out}");
+    assert!(
+        lines.contains(&vec!["default", "stream", "default_group", "default-topic", "kafka_demo::default_worker"]),
+        "{out}"
+    );
+}
+
+#[test]
+fn unknown_worker_lists_the_registered_ones() {
+    let (code, _, err) = demo(&["start-consumer", "--consumer-worker", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error: unknown worker `nope`; registered workers: default, es"), "{err}");
+    let (code, _, err) = demo(&["start-consumers", "--consumer-worker", "es", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown worker `nope`"), "{err}");
+}
+
+#[test]
+fn bad_config_names_file_line_and_column() {
+    let path = std::env::temp_dir().join(format!("{}.json", unique("bad-config")));
+    std::fs::write(&path, "{\n  \"kafka\": {\n    \"brokers\": [\"a:1\",]\n  }\n}\n").unwrap();
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("error: {}:3:", path.display())), "{err}");
+
+    let path = write_config(serde_json::json!({"kafka": {"brokerz": ["a:1"]}}));
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
+    assert_eq!(code, 0, "an unknown key is a warning: {err}");
+    assert!(err.contains("unknown key `kafka.brokerz`"), "{err}");
+}
+
+#[test]
+fn batch_type_is_not_supported_yet() {
+    let (code, _, err) = demo(&["start-consumer", "--consumer-worker", "es", "--consumer-type", "batch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--consumer-type batch is not supported yet"), "{err}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for command in ["start-consumer", "start-consumers", "list-workers", "config"] {
+        let (code, out, err) = demo(&[command, "--help"]);
+        assert_eq!(code, 0, "{command}: {err}");
+        assert!(out.contains("Usage:"), "{command}: {out}");
+    }
+}
+
+#[test]
+fn config_shows_where_each_value_comes_from() {
+    let path = write_config(serde_json::json!({"kafka": {
+        "brokers": ["file:9092"],
+        "topic_prefix": "file-",
+        "consumer_connection_settings": {"sasl.password": "hunter2"},
+        "consumer": {"workers": [{"name": "es", "group": "file-group"}]}
+    }}));
+    let path = path.to_str().unwrap();
+    let (code, out, err) = run_to_end(
+        Binary::Demo,
+        &["-c", path, "--topic-prefix", "cli-", "config", "--consumer-worker", "es"],
+        &[("KAFKA_BROKERS", "env:9092")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = |key: &str| out.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or("").to_owned();
+    assert!(line("brokers").contains("env:9092") && line("brokers").ends_with("(env KAFKA_BROKERS)"), "{out}");
+    assert!(line("topic_prefix").contains("\"cli-\"") && line("topic_prefix").ends_with("(command line)"), "{out}");
+    assert!(line("group").contains("file-group") && line("group").ends_with("(config.json)"), "{out}");
+    assert!(line("subscribe").contains("my-topic") && line("subscribe").ends_with("(macro)"), "{out}");
+    assert!(line("consumer").contains("group file-group <- cli-my-topic"), "{out}");
+    assert!(line("sasl.password").contains("*****") && !out.contains("hunter2"), "{out}");
+    assert!(line("enable.auto.offset.store").contains("false"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_consumer_runs_one_worker_until_sigterm() {
+    let topic = unique("demo-es");
+    create_topics(&[&topic], 3).await;
+    produce(&topic, documents(1, 50)).await;
+    let config = write_config(serde_json::json!({"kafka": {"consumer_connection_settings": fast_settings()}}));
+    let group = unique("g");
+    let mut demo = Process::spawn(
+        Binary::Demo,
+        &[
+            "-c",
+            config.to_str().unwrap(),
+            "start-consumer",
+            "--consumer-worker",
+            "es",
+            "--topics",
+            &topic,
+            "--consumer-group",
+            &group,
+        ],
+    );
+    let lines = demo.wait_lines(50, |l| l.starts_with("es: indexed document")).await;
+    demo.signal("TERM");
+    assert_eq!(demo.wait_exit().await, Some(0));
+    let mut ids: Vec<u64> = lines.iter().map(|l| l.split_whitespace().nth(3).unwrap().parse().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=50).collect::<Vec<_>>());
+    assert_eq!(demo.lines.iter().filter(|l| l.starts_with("es: indexed")).count(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_consumers_runs_both_demo_workers_until_sigterm() {
+    let (es_topic, default_topic) = (unique("demo-es"), unique("demo-default"));
+    create_topics(&[&es_topic, &default_topic], 2).await;
+    produce(&es_topic, documents(1, 10)).await;
+    produce(&default_topic, (0..10).map(|n| Record::new(format!("plain {n}")))).await;
+    let config = write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [
+            {"name": "es", "group": unique("ges"), "topics": [es_topic]},
+            {"name": "default", "group": unique("gdef"), "topics": [default_topic]}
+        ]}
+    }}));
+    let mut demo = Process::spawn(
+        Binary::Demo,
+        &["-c", config.to_str().unwrap(), "start-consumers", "--consumer-worker", "es", "default"],
+    );
+    demo.wait_lines(10, |l| l.starts_with("es: indexed document")).await;
+    demo.wait_lines(10, |l| l.starts_with(&format!("default: {default_topic}"))).await;
+    demo.signal("TERM");
+    assert_eq!(demo.wait_exit().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_worker_stops_the_process_with_an_error() {
+    let topic = unique("demo-bad");
+    create_topics(&[&topic], 1).await;
+    produce(&topic, [Record::new("not a document")]).await;
+    let config = write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [
+            {"name": "es", "group": unique("ges"), "topics": [topic]},
+            {"name": "default", "group": unique("gdef"), "topics": [unique("idle")]}
+        ]}
+    }}));
+    let (code, _, err) = run_to_end(
+        Binary::Demo,
+        &[
+            "-c",
+            config.to_str().unwrap(),
+            "--brokers",
+            &brokers(),
+            "start-consumers",
+            "--consumer-worker",
+            "es",
+            "default",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(last.starts_with("error: worker `es` failed: handler failed at topic"), "{err}");
+    assert!(last.contains("offset 0") && last.contains("cannot decode the payload as JSON"), "{err}");
+}

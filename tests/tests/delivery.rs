@@ -1,0 +1,99 @@
+//! Delivery across process deaths: at-least-once after SIGKILL, and no duplicate after a
+//! SIGTERM drain.
+
+use std::collections::BTreeSet;
+
+use kafka_integration_tests::*;
+
+const TOTAL: u64 = 600;
+
+/// The payloads of the `handled ...` lines a run printed.
+fn handled_ids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("handled "))
+        .map(|rest| rest.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+async fn setup(name: &str) -> (String, Vec<String>) {
+    let topic = unique(name);
+    create_topics(&[&topic], 3).await;
+    produce(&topic, documents(1, TOTAL).map(|r| Record::new(r.payload.replace([' ', '"', '{', '}', ':'], "")))).await;
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 2,
+        "kafka": {
+            "consumer_connection_settings": fast_settings(),
+            "consumer": {"workers": [{"name": "it_slow", "group": unique("g"), "topics": [topic]}]}
+        }
+    }));
+    let args = vec![
+        "-c".to_owned(),
+        config.display().to_string(),
+        "start-consumer".into(),
+        "--consumer-worker".into(),
+        "it_slow".into(),
+    ];
+    (topic, args)
+}
+
+fn expected() -> BTreeSet<String> {
+    (1..=TOTAL).map(|id| format!("id{id}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_message_is_handled_at_least_once_across_sigkill() {
+    let (_topic, args) = setup("crash").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut first = Process::spawn(Binary::TestWorkers, &args);
+    first.wait_lines(100, |l| l.starts_with("handled ")).await;
+    first.signal("KILL");
+    assert_eq!(first.wait_exit().await, None, "killed by a signal");
+    let first_ids = handled_ids(&first.lines);
+    assert!(first_ids.len() < TOTAL as usize, "the crash must come mid-stream");
+
+    let mut second = Process::spawn(Binary::TestWorkers, &args);
+    let missing: BTreeSet<String> = expected().difference(&first_ids.iter().cloned().collect()).cloned().collect();
+    second.wait_lines(missing.len(), |l| l.starts_with("handled ")).await;
+    // Keep reading until every message missing from the first run has come.
+    loop {
+        let seen: BTreeSet<String> = handled_ids(&second.lines).into_iter().collect();
+        if missing.is_subset(&seen) {
+            break;
+        }
+        let have = second.lines.len();
+        second.wait_lines(have + 1, |_| true).await;
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit().await, Some(0));
+    let all: BTreeSet<String> = first_ids.into_iter().chain(handled_ids(&second.lines)).collect();
+    assert_eq!(all, expected(), "a message was lost");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_and_commits_so_a_restart_repeats_nothing() {
+    let (_topic, args) = setup("drain").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut first = Process::spawn(Binary::TestWorkers, &args);
+    first.wait_lines(100, |l| l.starts_with("handled ")).await;
+    first.signal("TERM");
+    assert_eq!(first.wait_exit().await, Some(0), "a clean stop exits 0");
+    let first_ids = handled_ids(&first.lines);
+    assert!(first_ids.len() < TOTAL as usize, "the stop must come mid-stream");
+
+    let mut second = Process::spawn(Binary::TestWorkers, &args);
+    let rest = TOTAL as usize - first_ids.len();
+    second.wait_lines(rest, |l| l.starts_with("handled ")).await;
+    second.signal("TERM");
+    assert_eq!(second.wait_exit().await, Some(0));
+    let second_ids = handled_ids(&second.lines);
+
+    let first_set: BTreeSet<String> = first_ids.iter().cloned().collect();
+    let twice: Vec<&String> = second_ids.iter().filter(|id| first_set.contains(*id)).collect();
+    assert!(twice.is_empty(), "handled again after a clean stop: {twice:?}");
+    assert_eq!(first_ids.len() + second_ids.len(), TOTAL as usize);
+    let all: BTreeSet<String> = first_ids.into_iter().chain(second_ids).collect();
+    assert_eq!(all, expected());
+}
