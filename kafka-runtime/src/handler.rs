@@ -8,11 +8,14 @@
 //! Both return `()` or `Result<(), E>` for any error `E`.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::context::WorkerContext;
-use crate::error::WorkerError;
+use futures_util::FutureExt as _;
+
+use crate::error::{panic_message, WorkerError};
 use crate::message::Message;
 use crate::stream::TopicStream;
 
@@ -161,14 +164,21 @@ async fn run_handler<H: MessageHandler<Args>, Args>(
     ctx: WorkerContext,
 ) -> Result<(), WorkerError> {
     while let Some(message) = stream.next().await {
-        if let Err(err) = handler.call(message, &ctx).await {
-            let at = stream.pending_position().map(|p| format!(" at {p}")).unwrap_or_default();
-            return Err(WorkerError::msg(format_args!(
-                "handler failed{at}: {err}; the message was not committed and will be delivered again"
-            )));
-        }
+        // Unwinding costs nothing until a handler panics; then the report names the message.
+        let failure = match AssertUnwindSafe(handler.call(message, &ctx)).catch_unwind().await {
+            Ok(Ok(())) => continue,
+            Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
+            Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
+        };
+        return Err(WorkerError::msg(format_args!(
+            "{failure}; the message was not committed and will be delivered again"
+        )));
     }
     Ok(())
+}
+
+fn at(stream: &TopicStream) -> String {
+    stream.pending_position().map(|p| format!(" at {p}")).unwrap_or_default()
 }
 
 macro_rules! impl_stream_worker {

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::consumer::{commit_stored, subscribe, WorkerConsumerContext};
 use crate::context::WorkerContext;
-use crate::error::Error;
+use crate::error::{panic_message, Error};
 use crate::handler::Worker;
 use crate::shutdown::Shutdown;
 use crate::stream::TopicStream;
@@ -68,14 +68,6 @@ pub(crate) async fn run_consumers(
     } else {
         Err(Error::WorkersFailed(failures))
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 /// One consumer from subscription to close. Returns the reason it failed.

@@ -110,7 +110,13 @@ async fn a_panicking_handler_is_reported_not_fatal_to_the_process() {
             .await
             .expect_err("the worker must fail");
     let message = err.to_string();
-    assert!(message.contains("worker `it_panics` panicked: bug in the handler at offset 0"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "worker `it_panics` failed: handler panicked at topic {topic}, partition 0, offset 0: \
+             bug in the handler at offset 0"
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
