@@ -17,6 +17,8 @@ use crate::context::WorkerContext;
 use crate::embedded::EmbeddedCluster;
 use crate::error::{Error, WorkerError};
 use crate::handler::Worker;
+use crate::produce::start_producer;
+use crate::producer::producer;
 use crate::registry::{self, WorkerRegistration};
 use crate::runner::{run_consumers, PlannedConsumer};
 use crate::shutdown::Shutdown;
@@ -35,34 +37,50 @@ where
 
 /// Runs a parsed command line.
 pub async fn run(arguments: Arguments, shutdown: Shutdown) -> Result<(), Error> {
-    let loaded = Loaded::new(&arguments)?;
-    match &arguments.command {
-        Command::ListWorkers => {
-            print!("{}", loaded.list_workers()?);
-            Ok(())
-        }
-        Command::Config(show) => {
-            print!("{}", loaded.show_config(&show.consumer_worker)?);
-            Ok(())
-        }
-        Command::StartConsumer(start) => {
-            if start.consumer_type == ConsumerType::Batch {
-                return Err(Error::Unsupported(
-                    "--consumer-type batch is not supported yet; use --consumer-type stream (the default), \
-                     which runs per-message handlers and stream workers alike"
-                        .into(),
-                ));
+    Loaded::new(&arguments)?.execute(&arguments, shutdown).await
+}
+
+impl Loaded {
+    async fn execute(&self, arguments: &Arguments, shutdown: Shutdown) -> Result<(), Error> {
+        let loaded = self;
+        match &arguments.command {
+            Command::ListWorkers => {
+                print!("{}", loaded.list_workers()?);
+                Ok(())
             }
-            let plan = loaded.plan(&start.consumer_worker, &overrides(start))?;
-            loaded.start(vec![plan], &arguments, shutdown).await
-        }
-        Command::StartConsumers(start) => {
-            let plans = start
-                .consumer_worker
-                .iter()
-                .map(|name| loaded.plan(name, &WorkerOverrides::default()))
-                .collect::<Result<Vec<_>, _>>()?;
-            loaded.start(plans, &arguments, shutdown).await
+            Command::Config(show) => {
+                print!("{}", loaded.show_config(&show.consumer_worker)?);
+                Ok(())
+            }
+            Command::StartConsumer(start) => {
+                if start.consumer_type == ConsumerType::Batch {
+                    return Err(Error::Unsupported(
+                        "--consumer-type batch is not supported yet; use --consumer-type stream (the default), \
+                     which runs per-message handlers and stream workers alike"
+                            .into(),
+                    ));
+                }
+                let plan = loaded.plan(&start.consumer_worker, &overrides(start))?;
+                loaded.start(vec![plan], arguments, shutdown).await
+            }
+            Command::StartConsumers(start) => {
+                let plans = start
+                    .consumer_worker
+                    .iter()
+                    .map(|name| loaded.plan(name, &WorkerOverrides::default()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                loaded.start(plans, arguments, shutdown).await
+            }
+            Command::StartProducer(command) => {
+                if loaded.global.brokers.is_none() {
+                    return Err(Error::Config(
+                        "start-producer needs a broker: set kafka.brokers in config.json, KAFKA_BROKERS or --brokers"
+                            .into(),
+                    ));
+                }
+                shutdown.listen_for_signals_if_enabled(loaded.global.drain_timeout.value);
+                start_producer(command, shutdown).await
+            }
         }
     }
 }
@@ -102,7 +120,15 @@ impl Loaded {
         for warning in loaded.catalog().1 {
             tracing::warn!("{warning}");
         }
+        loaded.configure_producer(loaded.global.brokers.as_ref().map(|b| b.value.join(",")));
         Ok(loaded)
+    }
+
+    /// Tells the shared producer what the configuration says, for when the app does not
+    /// set it up itself.
+    fn configure_producer(&self, brokers: Option<String>) {
+        let settings = self.file.kafka.producer.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+        producer().configure_defaults(brokers, settings, self.global.topic_prefix.value.clone());
     }
 
     fn catalog(&self) -> (Vec<CatalogEntry<'_>>, Vec<String>) {
@@ -284,9 +310,21 @@ impl Loaded {
                 }
             })
             .collect();
+        if let Some(cluster) = &embedded {
+            self.configure_producer(Some(cluster.bootstrap_servers().to_owned()));
+        }
         let result = run_consumers(consumers, shutdown, self.global.drain_timeout.value).await;
+        // What workers sent is delivered (or reported) before the process ends.
+        let lost = producer().flush(self.global.drain_timeout.value).await;
         drop(embedded);
-        result
+        match (result, lost) {
+            (result, 0) => result,
+            (Err(Error::WorkersFailed(mut failures)), lost) => {
+                failures.push(format!("the producer could not deliver {lost} messages"));
+                Err(Error::WorkersFailed(failures))
+            }
+            (_, lost) => Err(Error::NotDelivered(format!("the producer could not deliver {lost} messages"))),
+        }
     }
 }
 
@@ -356,8 +394,10 @@ where
         }
     };
     let result = runtime.block_on(async {
+        // The configuration is loaded first, so the setup can use the shared producer.
+        let loaded = Loaded::new(&arguments)?;
         setup.await.into_setup_result().map_err(|err| Error::Config(format!("the app's setup failed: {err}")))?;
-        run(arguments, Shutdown::on_signals()).await
+        loaded.execute(&arguments, Shutdown::on_signals()).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

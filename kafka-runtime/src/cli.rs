@@ -45,6 +45,8 @@ pub enum Command {
     ListWorkers,
     /// Show the effective configuration and where each value comes from
     Config(ShowConfig),
+    /// Send messages to a topic: one (--data), typed in (-i), or one per line from stdin
+    StartProducer(StartProducer),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -90,4 +92,50 @@ pub struct ShowConfig {
     /// Only these workers [default: all]
     #[arg(long, num_args = 1.., value_name = "NAME")]
     pub consumer_worker: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StartProducer {
+    /// The topic; the topic prefix is added unless --exact-topic is given
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: String,
+
+    /// Send the topic name as it is, without the topic prefix
+    #[arg(long)]
+    pub exact_topic: bool,
+
+    /// Send this one message [default: lines from stdin, or typed in on a terminal]
+    #[arg(long, value_name = "DATA", conflicts_with = "interactive")]
+    pub data: Option<String>,
+
+    /// Type messages, one per line, until an empty line
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// The key of every message
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+
+    /// A header for every message; repeat for more
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// What a message is: `json` checks that each one is JSON; `bytes` sends it as it is
+    #[arg(long, value_enum, default_value_t = PayloadFormat::Json)]
+    pub serializer: PayloadFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadFormat {
+    /// Each message must be valid JSON; it is sent as typed
+    Json,
+    /// Each message is sent as it is
+    Bytes,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }

@@ -77,12 +77,14 @@ pub enum Error {
     Kafka { context: String, source: rdkafka::error::KafkaError },
     /// One or more workers stopped with an error.
     WorkersFailed(Vec<String>),
+    /// Messages given to the producer were not delivered.
+    NotDelivered(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(message) | Error::Unsupported(message) => f.write_str(message),
+            Error::Config(message) | Error::Unsupported(message) | Error::NotDelivered(message) => f.write_str(message),
             Error::UnknownWorker { name, registered } if registered.is_empty() => write!(
                 f,
                 "unknown worker `{name}`: no worker is registered; annotate an async fn with \

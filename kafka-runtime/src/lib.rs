@@ -36,8 +36,11 @@ mod error;
 pub mod extract;
 mod handler;
 mod message;
+mod produce;
+mod producer;
 mod registry;
 mod runner;
+mod serialize;
 mod shutdown;
 mod stream;
 
@@ -47,7 +50,11 @@ pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::{DecodeError, Error, WorkerError};
 pub use handler::{FromMessage, FromMessageParts, IntoWorker, IntoWorkerResult, MessageHandler, WorkerStyle};
 pub use message::Message;
+pub use producer::{
+    producer, DeliveryReport, OutgoingMessage, Producer, ProducerSetup, ProducerStats, SendError, Topic,
+};
 pub use registry::registered as registered_workers;
+pub use serialize::Serializer;
 pub use shutdown::Shutdown;
 pub use stream::TopicStream;
 
@@ -71,7 +78,7 @@ pub use kafka_macros::kafka_main;
 /// What a worker module needs.
 pub mod prelude {
     pub use crate::extract::{Headers, Json, Key, Text};
-    pub use crate::{kafka_main, kafka_worker, Message, TopicStream, WorkerContext, WorkerError};
+    pub use crate::{kafka_main, kafka_worker, producer, Message, Topic, TopicStream, WorkerContext, WorkerError};
 }
 
 /// What the macros' generated code calls. Not a public API.

@@ -12,9 +12,10 @@ use std::time::Duration;
 use kafka_runtime::{Error, Shutdown};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::watch;
@@ -103,6 +104,31 @@ pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
 /// `count` JSON documents `{"id": n}` with ids from `first`.
 pub fn documents(first: u64, count: u64) -> impl Iterator<Item = Record> {
     (first..first + count).map(|id| Record::keyed(format!("k{id}"), format!(r#"{{"id": {id}}}"#)))
+}
+
+/// Reads `count` messages of `topic` from the beginning with plain rdkafka (no group
+/// join: every partition is assigned directly).
+pub async fn consume(topic: &str, count: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let read = async {
+        let mut messages = Vec::with_capacity(count);
+        while messages.len() < count {
+            messages.push(consumer.recv().await.expect("receive").detach());
+        }
+        messages
+    };
+    tokio::time::timeout(WAIT, read).await.unwrap_or_else(|_| panic!("timed out reading {count} messages of {topic}"))
 }
 
 /// Writes a config.json for a test, with settings that make groups join fast.

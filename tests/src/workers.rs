@@ -69,3 +69,16 @@ pub async fn slow(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     println!("handled {} {} {} {}", msg.topic(), msg.partition(), msg.offset(), msg.payload_str()?);
     Ok(())
 }
+
+/// Forwards every message, key and payload as they are, to the topic named by the app
+/// setting `forward_to` (prefixed like every topic).
+#[kafka_worker(name = "it_forward")]
+pub async fn forward(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let to: String = ctx.setting("forward_to").ok_or("the setting forward_to is missing")??;
+    let mut message = producer().message_bytes(&to, msg.payload().unwrap_or_default());
+    if let Some(key) = msg.key() {
+        message = message.key(key);
+    }
+    message.send().await?;
+    Ok(())
+}

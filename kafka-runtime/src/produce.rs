@@ -1,0 +1,199 @@
+//! `start-producer`: sends one message, typed-in lines, or every line of stdin through the
+//! shared producer, and reports what was delivered.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::cli::{PayloadFormat, StartProducer};
+use crate::error::Error;
+use crate::producer::{producer, DeliveryReport, SendError, Topic};
+use crate::shutdown::Shutdown;
+
+/// Messages in flight at once in bulk mode; librdkafka batches them.
+const BULK_IN_FLIGHT: usize = 10_000;
+
+/// What a run did, for the summary and the exit code.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    failed: u64,
+    invalid: u64,
+}
+
+impl Tally {
+    fn outcome(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.failed > 0 {
+            problems.push(format!("{} messages were not delivered", self.failed));
+        }
+        if self.invalid > 0 {
+            problems.push(format!("{} lines were not sent because they are not valid JSON", self.invalid));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotDelivered(problems.join("; ")))
+        }
+    }
+}
+
+pub(crate) async fn start_producer(command: &StartProducer, shutdown: Shutdown) -> Result<(), Error> {
+    let producer = producer();
+    if let Some(data) = &command.data {
+        check(command, data).map_err(|reason| Error::Config(format!("--data: {reason}")))?;
+        let report =
+            send(command, data.as_bytes()).await.map_err(|err| Error::NotDelivered(format!("not delivered: {err}")))?;
+        println!("{report}");
+        return Ok(());
+    }
+    let stdin = tokio::io::stdin();
+    let tally = if command.interactive || std::io::stdin().is_terminal() {
+        interactive(command, stdin, &shutdown).await
+    } else {
+        bulk(command, stdin, &shutdown).await
+    };
+    let lost = producer.flush(Duration::from_secs(30)).await;
+    Tally { failed: tally.failed + lost, ..tally }.outcome()
+}
+
+/// `--serializer json` accepts only JSON.
+fn check(command: &StartProducer, line: &str) -> Result<(), String> {
+    match command.serializer {
+        PayloadFormat::Bytes => Ok(()),
+        PayloadFormat::Json => serde_json::from_str::<serde::de::IgnoredAny>(line)
+            .map(drop)
+            .map_err(|err| format!("not valid JSON ({err}); use --serializer bytes to send text as it is")),
+    }
+}
+
+async fn send(command: &StartProducer, payload: &[u8]) -> Result<DeliveryReport, SendError> {
+    let topic = if command.exact_topic { Topic::exact(&command.topic) } else { Topic::from(&command.topic) };
+    let mut message = producer().message_bytes(topic, payload);
+    if let Some(key) = &command.key {
+        message = message.key(key);
+    }
+    for (name, value) in &command.headers {
+        message = message.header(name, value);
+    }
+    message.send().await
+}
+
+/// Reads typed lines until an empty one, sending each and printing its report.
+async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutdown) -> Tally {
+    let mut lines = BufReader::new(stdin).lines();
+    let mut tally = Tally::default();
+    let mut stderr = tokio::io::stderr();
+    let _ = stderr.write_all(b"type one message per line; an empty line ends\n").await;
+    for number in 1.. {
+        let _ = stderr.write_all(b"> ").await;
+        let _ = stderr.flush().await;
+        let line = tokio::select! {
+            line = lines.next_line() => line,
+            _ = shutdown.begun() => break,
+        };
+        let line = match line {
+            Ok(Some(line)) if !line.is_empty() => line,
+            Ok(_) => break,
+            Err(err) => {
+                eprintln!("error: cannot read stdin: {err}");
+                break;
+            }
+        };
+        if let Err(reason) = check(command, &line) {
+            eprintln!("error: line {number}: {reason}; not sent");
+            tally.invalid += 1;
+            continue;
+        }
+        match send(command, line.as_bytes()).await {
+            Ok(report) => {
+                tally.delivered += 1;
+                println!("{report}");
+            }
+            Err(err) => {
+                tally.failed += 1;
+                eprintln!("error: line {number}: not delivered: {err}");
+            }
+        }
+    }
+    tally
+}
+
+/// Sends every line of stdin, many in flight at once, and prints a summary. A line that is
+/// not valid JSON (with `--serializer json`) is reported with its number and not sent; the
+/// other lines are still sent, and the exit code is 1.
+async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutdown) -> Tally {
+    let started = Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let mut last_progress = Instant::now();
+    let mut lines = BufReader::new(stdin).lines();
+    let mut in_flight = FuturesUnordered::new();
+    let mut tally = Tally::default();
+    let mut read = 0u64;
+    let record = |tally: &mut Tally, (number, result): (u64, Result<DeliveryReport, SendError>)| match result {
+        Ok(_) => tally.delivered += 1,
+        Err(err) => {
+            tally.failed += 1;
+            eprintln!("error: line {number}: not delivered: {err}");
+        }
+    };
+    loop {
+        if in_flight.len() >= BULK_IN_FLIGHT {
+            if let Some(done) = in_flight.next().await {
+                record(&mut tally, done);
+            }
+            continue;
+        }
+        let line = tokio::select! {
+            biased;
+            _ = shutdown.begun() => {
+                eprintln!("stopping: lines after {read} are not read");
+                break;
+            }
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                record(&mut tally, done);
+                continue;
+            }
+            line = lines.next_line() => line,
+        };
+        let line = match line {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(err) => {
+                eprintln!("error: cannot read stdin after line {read}: {err}");
+                break;
+            }
+        };
+        read += 1;
+        if let Err(reason) = check(command, &line) {
+            eprintln!("error: line {read}: {reason}; not sent");
+            tally.invalid += 1;
+            continue;
+        }
+        let number = read;
+        in_flight.push(async move { (number, send(command, line.as_bytes()).await) });
+        if progress && last_progress.elapsed() >= Duration::from_millis(250) {
+            last_progress = Instant::now();
+            let rate = tally.delivered as f64 / started.elapsed().as_secs_f64();
+            eprint!("\r{read} read, {} delivered ({rate:.0} msg/s)   ", tally.delivered);
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        record(&mut tally, done);
+    }
+    if progress {
+        eprintln!();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{read} lines read: {} delivered to {}, {} failed, {} invalid, in {seconds:.2} s ({:.0} msg/s)",
+        tally.delivered,
+        command.topic,
+        tally.failed,
+        tally.invalid,
+        tally.delivered as f64 / seconds.max(1e-9)
+    );
+    tally
+}
