@@ -336,15 +336,34 @@ impl Process {
     }
 }
 
-/// Runs a binary to completion and returns (exit code, stdout, stderr).
+/// Runs a binary to completion and returns (exit code, stdout, stderr). `KAFKA_BROKERS` is
+/// not passed on unless `env` sets it.
 pub fn run_to_end(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = std::process::Command::new(binary.path())
+    run_with_input(binary, args, env, None)
+}
+
+/// Like [`run_to_end`], with `input` piped to stdin.
+pub fn run_with_input(
+    binary: Binary,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&str>,
+) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(binary.path())
         .args(args)
         .env_remove("KAFKA_BROKERS")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run the binary");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait for the binary");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -24,7 +24,8 @@ async fn a_worker_forwards_every_message_to_another_topic() {
     let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_forward"]);
     let forwarded = consume(&output, 200).await;
     running.stop().await.expect("clean stop");
-    let keys: BTreeSet<String> = forwarded.iter().map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned()).collect();
+    let keys: BTreeSet<String> =
+        forwarded.iter().map(|m| String::from_utf8_lossy(m.key().unwrap()).into_owned()).collect();
     let expected: BTreeSet<String> = (1..=200).map(|id| format!("k{id}")).collect();
     assert_eq!(keys, expected);
     for message in &forwarded {
