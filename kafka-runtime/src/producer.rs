@@ -205,9 +205,12 @@ struct Stats {
     forgotten_failed: AtomicU64,
 }
 
+/// Partition, offset and timestamp of a delivered message.
+type Delivered = Result<(i32, i64, Option<i64>), KafkaError>;
+
 /// What the delivery callback does with a message's outcome.
 enum Pending {
-    Wait(oneshot::Sender<Result<(i32, i64, Option<i64>), KafkaError>>),
+    Wait(oneshot::Sender<Delivered>),
     Forget,
 }
 

@@ -17,8 +17,11 @@ pub enum Serializer {
     /// an error.
     Bytes,
     /// The app's own: gets the value as JSON and returns the payload.
-    Custom(Arc<dyn Fn(&serde_json::Value) -> Result<Vec<u8>, WorkerError> + Send + Sync>),
+    Custom(Arc<CustomSerializer>),
 }
+
+/// A serializer of the app's own: the value as JSON in, the payload out.
+pub type CustomSerializer = dyn Fn(&serde_json::Value) -> Result<Vec<u8>, WorkerError> + Send + Sync;
 
 impl Serializer {
     /// A serializer of the app's own.

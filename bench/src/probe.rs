@@ -1,0 +1,241 @@
+//! What every variant calls once per message, and the counting allocator.
+//!
+//! All Rust variants call the same [`record`] with the payload, so the measuring code costs
+//! the same in each of them and cancels out of every comparison.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// Counts every allocation made through Rust's global allocator (librdkafka's own C
+/// allocations do not go through it).
+pub struct CountingAlloc;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Relaxed)
+}
+
+const THROUGHPUT: u8 = 0;
+const LATENCY: u8 = 1;
+
+static MODE: AtomicU8 = AtomicU8::new(THROUGHPUT);
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
+static WINDOW_START: AtomicU64 = AtomicU64::new(u64::MAX);
+static WINDOW_END: AtomicU64 = AtomicU64::new(u64::MAX);
+static FIRST_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_NS: AtomicU64 = AtomicU64::new(0);
+static WINDOW_START_NS: AtomicU64 = AtomicU64::new(0);
+static WINDOW_END_NS: AtomicU64 = AtomicU64::new(0);
+static ALLOCS_AT_START: AtomicU64 = AtomicU64::new(0);
+static ALLOCS_AT_END: AtomicU64 = AtomicU64::new(0);
+static WARM_SEEN: AtomicBool = AtomicBool::new(false);
+static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn done() -> &'static Notify {
+    static DONE: OnceLock<Notify> = OnceLock::new();
+    DONE.get_or_init(Notify::new)
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds on one monotonic clock shared by the producer and the consumers of this process.
+pub fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// Callgrind zeroes its counters when this is entered (`--zero-before`).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn kafka_bench_window_start() {
+    std::hint::black_box(());
+}
+
+/// Callgrind writes its counters out when this is entered (`--dump-before`).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn kafka_bench_window_end() {
+    std::hint::black_box(());
+}
+
+/// Prepares a throughput run of `target` messages; the steady-state window is messages
+/// `window.0 + 1 ..= window.1` (allocations and callgrind instructions are counted there).
+pub fn reset_throughput(target: u64, window: (u64, u64)) {
+    reset();
+    WINDOW_START.store(window.0.max(1), Relaxed);
+    WINDOW_END.store(window.1, Relaxed);
+    TARGET.store(target, Relaxed);
+    MODE.store(THROUGHPUT, Relaxed);
+}
+
+/// Prepares a latency run: `target` timed messages.
+pub fn reset_latency(target: u64) {
+    reset();
+    LATENCIES.lock().unwrap().reserve(target as usize);
+    TARGET.store(target, Relaxed);
+    MODE.store(LATENCY, Relaxed);
+}
+
+fn reset() {
+    epoch();
+    TARGET.store(u64::MAX, Relaxed);
+    WINDOW_START.store(u64::MAX, Relaxed);
+    WINDOW_END.store(u64::MAX, Relaxed);
+    for counter in [&COUNT, &BYTES, &FIRST_NS, &LAST_NS, &WINDOW_START_NS, &WINDOW_END_NS, &ALLOCS_AT_START, &ALLOCS_AT_END]
+    {
+        counter.store(0, Relaxed);
+    }
+    WARM_SEEN.store(false, Relaxed);
+    LATENCIES.lock().unwrap().clear();
+    // A permit left over from the previous run would end the next one at once.
+    let stale = done().notified();
+    tokio::pin!(stale);
+    stale.as_mut().enable();
+    done().notify_waiters();
+}
+
+/// Called once per message by every Rust variant, with the payload.
+#[inline]
+pub fn record(payload: Option<&[u8]>) {
+    if MODE.load(Relaxed) == LATENCY {
+        record_latency(payload);
+        return;
+    }
+    let n = COUNT.fetch_add(1, Relaxed) + 1;
+    BYTES.fetch_add(payload.map_or(0, <[u8]>::len) as u64, Relaxed);
+    if n == 1 {
+        FIRST_NS.store(now_ns(), Relaxed);
+    }
+    if n == WINDOW_START.load(Relaxed) {
+        ALLOCS_AT_START.store(allocations(), Relaxed);
+        WINDOW_START_NS.store(now_ns(), Relaxed);
+        kafka_bench_window_start();
+    }
+    if n == WINDOW_END.load(Relaxed) {
+        kafka_bench_window_end();
+        ALLOCS_AT_END.store(allocations(), Relaxed);
+        WINDOW_END_NS.store(now_ns(), Relaxed);
+    }
+    if n == TARGET.load(Relaxed) {
+        LAST_NS.store(now_ns(), Relaxed);
+        done().notify_one();
+    }
+}
+
+/// Latency payloads: send time (u64 LE, [`now_ns`]) then a flag byte, 1 for a timed message.
+#[cold]
+fn record_latency(payload: Option<&[u8]>) {
+    let Some(p) = payload.filter(|p| p.len() >= 9) else { return };
+    let sent = u64::from_le_bytes(p[..8].try_into().unwrap());
+    if p[8] != 1 {
+        WARM_SEEN.store(true, Relaxed);
+        return;
+    }
+    let latency = now_ns().saturating_sub(sent);
+    LATENCIES.lock().unwrap().push(latency);
+    let n = COUNT.fetch_add(1, Relaxed) + 1;
+    if n == TARGET.load(Relaxed) {
+        done().notify_one();
+    }
+}
+
+pub fn warm_seen() -> bool {
+    WARM_SEEN.load(Relaxed)
+}
+
+/// Waits until the target count was reached, at most `timeout`.
+pub async fn wait_done(timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, done().notified()).await.is_ok()
+}
+
+pub fn count() -> u64 {
+    COUNT.load(Relaxed)
+}
+
+/// What a throughput run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub messages: u64,
+    pub bytes: u64,
+    /// From the first message to the last counted one.
+    pub seconds: f64,
+    pub window_messages: u64,
+    pub window_allocations: u64,
+    pub window_seconds: f64,
+}
+
+impl Measured {
+    pub fn msgs_per_sec(&self) -> f64 {
+        // N messages span N-1 gaps from the first to the last.
+        (self.messages.saturating_sub(1)) as f64 / self.seconds
+    }
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 * (self.messages.saturating_sub(1)) as f64 / self.messages.max(1) as f64 / self.seconds / 1e6
+    }
+    pub fn allocs_per_msg(&self) -> f64 {
+        self.window_allocations as f64 / self.window_messages.max(1) as f64
+    }
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+            "msgs_per_sec": self.msgs_per_sec(),
+            "mb_per_sec": self.mb_per_sec(),
+            "window_messages": self.window_messages,
+            "window_allocations": self.window_allocations,
+            "allocs_per_msg": self.allocs_per_msg(),
+            "window_seconds": self.window_seconds,
+        })
+    }
+}
+
+pub fn measured() -> Measured {
+    let first = FIRST_NS.load(Relaxed);
+    let last = LAST_NS.load(Relaxed);
+    let (ws, we) = (WINDOW_START.load(Relaxed), WINDOW_END.load(Relaxed));
+    let target = TARGET.load(Relaxed);
+    let messages = COUNT.load(Relaxed).min(target);
+    Measured {
+        messages,
+        // Every payload of a backlog has the same size; count the bytes of `messages` of them.
+        bytes: BYTES.load(Relaxed) / COUNT.load(Relaxed).max(1) * messages,
+        seconds: last.saturating_sub(first) as f64 / 1e9,
+        window_messages: we.saturating_sub(ws),
+        window_allocations: ALLOCS_AT_END.load(Relaxed).saturating_sub(ALLOCS_AT_START.load(Relaxed)),
+        window_seconds: WINDOW_END_NS.load(Relaxed).saturating_sub(WINDOW_START_NS.load(Relaxed)) as f64 / 1e9,
+    }
+}
+
+/// The latencies of the timed messages, in nanoseconds.
+pub fn latencies() -> Vec<u64> {
+    LATENCIES.lock().unwrap().clone()
+}
