@@ -55,11 +55,13 @@ static WINDOW_END_NS: AtomicU64 = AtomicU64::new(0);
 static ALLOCS_AT_START: AtomicU64 = AtomicU64::new(0);
 static ALLOCS_AT_END: AtomicU64 = AtomicU64::new(0);
 static WARM_SEEN: AtomicBool = AtomicBool::new(false);
+static DONE: AtomicBool = AtomicBool::new(false);
 static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+static NOTIFY: Notify = Notify::const_new();
+
 fn done() -> &'static Notify {
-    static DONE: OnceLock<Notify> = OnceLock::new();
-    DONE.get_or_init(Notify::new)
+    &NOTIFY
 }
 
 fn epoch() -> Instant {
@@ -115,10 +117,11 @@ fn reset() {
     }
     WARM_SEEN.store(false, Relaxed);
     LATENCIES.lock().unwrap().clear();
-    // A permit left over from the previous run would end the next one at once.
-    let stale = done().notified();
-    tokio::pin!(stale);
-    stale.as_mut().enable();
+    DONE.store(false, Relaxed);
+}
+
+fn finish() {
+    DONE.store(true, Relaxed);
     done().notify_waiters();
 }
 
@@ -146,7 +149,7 @@ pub fn record(payload: Option<&[u8]>) {
     }
     if n == TARGET.load(Relaxed) {
         LAST_NS.store(now_ns(), Relaxed);
-        done().notify_one();
+        finish();
     }
 }
 
@@ -163,7 +166,7 @@ fn record_latency(payload: Option<&[u8]>) {
     LATENCIES.lock().unwrap().push(latency);
     let n = COUNT.fetch_add(1, Relaxed) + 1;
     if n == TARGET.load(Relaxed) {
-        done().notify_one();
+        finish();
     }
 }
 
@@ -173,7 +176,18 @@ pub fn warm_seen() -> bool {
 
 /// Waits until the target count was reached, at most `timeout`.
 pub async fn wait_done(timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, done().notified()).await.is_ok()
+    let wait = async {
+        loop {
+            let notified = done().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if DONE.load(Relaxed) {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.is_ok()
 }
 
 pub fn count() -> u64 {

@@ -79,7 +79,7 @@ impl Loaded {
                     ));
                 }
                 shutdown.listen_for_signals_if_enabled(loaded.global.drain_timeout.value);
-                start_producer(command, shutdown).await
+                start_producer(command, shutdown, loaded.global.drain_timeout.value).await
             }
         }
     }

@@ -40,7 +40,11 @@ impl Tally {
     }
 }
 
-pub(crate) async fn start_producer(command: &StartProducer, shutdown: Shutdown) -> Result<(), Error> {
+pub(crate) async fn start_producer(
+    command: &StartProducer,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+) -> Result<(), Error> {
     let producer = producer();
     if let Some(data) = &command.data {
         check(command, data).map_err(|reason| Error::Config(format!("--data: {reason}")))?;
@@ -55,7 +59,7 @@ pub(crate) async fn start_producer(command: &StartProducer, shutdown: Shutdown) 
     } else {
         bulk(command, stdin, &shutdown).await
     };
-    let lost = producer.flush(Duration::from_secs(30)).await;
+    let lost = producer.flush(drain_timeout).await;
     Tally { failed: tally.failed + lost, ..tally }.outcome()
 }
 

@@ -151,3 +151,47 @@ fn workers_from_every_linked_crate_are_registered() {
         assert!(names.contains(&name), "{name} is missing from {names:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_commits_on_revoke_and_loses_nothing() {
+    let topic = unique("rebalance");
+    let group = unique("group");
+    create_topics(&[&topic], 4).await;
+    produce(&topic, (0..2000).map(|n| Record::new(format!("m{n}")))).await;
+    // Two members of one group: two config entries naming the same function by its path.
+    let member = |name: &str| {
+        serde_json::json!({"name": name, "path": "kafka_integration_tests::workers::per_message",
+                           "group": group, "topics": [topic]})
+    };
+    let config = write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [member("member_a"), member("member_b")]}
+    }}));
+    let config = config.display().to_string();
+
+    let first = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "member_a"]);
+    wait_handled(200, |h| h.topic == topic).await;
+    // The second member joins: the first one's partitions are revoked (and committed) and
+    // shared out again.
+    let second = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "member_b"]);
+    // Keep messages coming until the second member has handled one of them.
+    let mut total = 2000;
+    loop {
+        produce(&topic, (total..total + 100).map(|n| Record::new(format!("m{n}")))).await;
+        total += 100;
+        let joined = wait_handled(1, |h| h.topic == topic && h.worker == "member_b");
+        if tokio::time::timeout(std::time::Duration::from_millis(250), joined).await.is_ok() {
+            break;
+        }
+        assert!(total < 100_000, "the second member never got a partition");
+    }
+    wait_handled(total, |h| h.topic == topic).await;
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+
+    let all = handled(|h| h.topic == topic);
+    let unique_payloads: BTreeSet<&str> = all.iter().map(|h| h.payload.as_str()).collect();
+    assert_eq!(unique_payloads.len(), total, "a message was lost");
+    assert_eq!(all.len(), total, "{} messages were handled twice", all.len() - total);
+    assert!(all.iter().any(|h| h.worker == "member_a") && all.iter().all(|h| h.group == group));
+}
