@@ -280,14 +280,25 @@ impl Process {
     }
 
     pub fn spawn_with_env(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(binary.path())
-            .args(args)
+        let mut command = Command::new(binary.path());
+        command.args(args).stderr(Stdio::inherit());
+        Self::start(command, env)
+    }
+
+    /// Starts `binary` with its logs (stderr) read as lines too.
+    pub fn spawn_with_logs(binary: Binary, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(r#"exec "$0" "$@" 2>&1"#).arg(binary.path()).args(args);
+        Self::start(command, env)
+    }
+
+    fn start(mut command: Command, env: &[(&str, &str)]) -> Self {
+        let mut child = command
             // The process's logs go to the test's stderr; keep them to what matters.
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the binary");

@@ -170,3 +170,16 @@ async fn a_failing_worker_stops_the_process_with_an_error() {
     assert!(last.starts_with("error: worker `es` failed: handler failed at topic"), "{err}");
     assert!(last.contains("offset 0") && last.contains("cannot decode the payload as JSON"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_broker_is_reported_and_sigterm_still_stops_cleanly() {
+    let mut demo = Process::spawn_with_logs(
+        Binary::Demo,
+        &["--brokers", "127.0.0.1:1", "start-consumer", "--consumer-worker", "es"],
+        &[("RUST_LOG", "error")],
+    );
+    let reported = demo.wait_lines(1, |l| l.contains("cannot reach any broker of 127.0.0.1:1")).await;
+    assert!(reported[0].contains("Check --brokers, KAFKA_BROKERS or kafka.brokers"), "{reported:?}");
+    demo.signal("TERM");
+    assert_eq!(demo.wait_exit().await, Some(0));
+}
