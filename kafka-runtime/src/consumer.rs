@@ -22,6 +22,12 @@ pub(crate) const ENFORCED_SETTINGS: &[(&str, &str)] = &[("enable.auto.offset.sto
 
 /// Defaults below every layer. `fetch.queue.backoff.ms` is lowered from librdkafka's 1000 ms,
 /// which stalls fetching for a second whenever the local queue fills up.
+/// Extra defaults on the embedded mock cluster. It answers an empty fetch only after
+/// `fetch.wait.max.ms` (new data does not wake it), and it keeps 5 MiB per partition: a
+/// consumer that waits too long can find its position deleted. A rebalance there waits
+/// `session.timeout.ms` less a second.
+pub(crate) const EMBEDDED_SETTINGS: &[(&str, &str)] = &[("fetch.wait.max.ms", "10"), ("session.timeout.ms", "6000")];
+
 pub(crate) const DEFAULT_SETTINGS: &[(&str, &str)] =
     &[("auto.offset.reset", "earliest"), ("fetch.queue.backoff.ms", "10")];
 

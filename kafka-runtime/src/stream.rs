@@ -1,10 +1,11 @@
 //! [`TopicStream`]: the messages of one consumer, in order, with their offsets stored as the
 //! worker moves on.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::consumer::{OffsetStore, Receipt, WorkerConsumer};
 use crate::message::Message;
@@ -24,6 +25,8 @@ pub struct TopicStream {
     pending: Option<Receipt>,
     consumer: Arc<WorkerConsumer>,
     shutdown: CancellationToken,
+    /// Registered once and kept, so waiting costs nothing per message.
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     failure: Arc<Mutex<Option<String>>>,
     label: Arc<str>,
 }
@@ -48,7 +51,8 @@ impl TopicStream {
         failure: Arc<Mutex<Option<String>>>,
         label: Arc<str>,
     ) -> Self {
-        Self { offsets: OffsetStore::new(), pending: None, consumer, shutdown, failure, label }
+        let stopping = Box::pin(shutdown.clone().cancelled_owned());
+        Self { offsets: OffsetStore::new(), pending: None, consumer, shutdown, stopping, failure, label }
     }
 
     /// Stores the offset of the previous message, then waits for the next one. `None` means
@@ -56,9 +60,12 @@ impl TopicStream {
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
         loop {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
             let received = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return None,
+                _ = &mut self.stopping => return None,
                 received = self.consumer.recv() => received,
             };
             match received {

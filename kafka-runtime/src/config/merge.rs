@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::file::{split_list, ConfigFile, Settings, WorkerEntry};
-use crate::consumer::{DEFAULT_SETTINGS, ENFORCED_SETTINGS};
+use crate::consumer::{DEFAULT_SETTINGS, EMBEDDED_SETTINGS, ENFORCED_SETTINGS};
 use crate::error::Error;
 use crate::handler::WorkerStyle;
 use crate::registry::WorkerRegistration;
@@ -323,7 +323,8 @@ pub fn plan_worker(
     .unwrap_or_else(|| Sourced::new(worker.name.to_owned(), Source::Default));
 
     let mut client_settings = BTreeMap::new();
-    for (key, value) in DEFAULT_SETTINGS {
+    let embedded = if global.brokers.is_none() { EMBEDDED_SETTINGS } else { &[] };
+    for (key, value) in DEFAULT_SETTINGS.iter().chain(embedded) {
         client_settings.insert((*key).to_owned(), Sourced::new((*value).to_owned(), Source::Default));
     }
     let mut add_file_settings = |settings: &Settings| {
@@ -474,6 +475,16 @@ mod tests {
         assert_eq!(plan.group, Sourced::new("cli-group".to_owned(), Source::Cli));
         assert_eq!(plan.subscription, Some(Sourced::new(Subscription::Regex("cli-.*".into()), Source::Cli)));
         assert_eq!(plan.client_settings["session.timeout.ms"], Sourced::new("6000".to_owned(), Source::File));
+    }
+
+    #[test]
+    fn the_embedded_cluster_gets_its_own_defaults() {
+        let embedded =
+            plan(&ConfigFile::default(), &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
+        assert_eq!(embedded.client_settings["fetch.wait.max.ms"], Sourced::new("10".to_owned(), Source::Default));
+        let cli = CliLayer { brokers: Some(vec!["b:9092".into()]), ..CliLayer::default() };
+        let real = plan(&ConfigFile::default(), &EnvLayer::default(), &cli, &WorkerOverrides::default());
+        assert!(!real.client_settings.contains_key("fetch.wait.max.ms"));
     }
 
     #[test]
