@@ -84,6 +84,57 @@ macro_rules! reject {
     };
 }
 
+/// The compound shapes neither serializer takes.
+macro_rules! reject_compound {
+    ($in:literal) => {
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), BytesError> {
+            Err(not_bytes(concat!($in, "an enum")))
+        }
+
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, BytesError> {
+            Err(not_bytes(concat!($in, "a tuple")))
+        }
+
+        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, BytesError> {
+            Err(not_bytes(concat!($in, "a tuple struct")))
+        }
+
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, BytesError> {
+            Err(not_bytes(concat!($in, "an enum")))
+        }
+
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, BytesError> {
+            Err(not_bytes(concat!($in, "a map")))
+        }
+
+        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, BytesError> {
+            Err(not_bytes(concat!($in, "a struct")))
+        }
+
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, BytesError> {
+            Err(not_bytes(concat!($in, "an enum")))
+        }
+    };
+}
+
 impl<'a> ser::Serializer for BytesSerializer<'a> {
     type Ok = ();
     type Error = BytesError;
@@ -140,51 +191,7 @@ impl<'a> ser::Serializer for BytesSerializer<'a> {
         serialize_unit_variant(&'static str, u32, &'static str) => "an enum";
     }
 
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), BytesError> {
-        Err(not_bytes("an enum"))
-    }
-
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, BytesError> {
-        Err(not_bytes("a tuple"))
-    }
-
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, BytesError> {
-        Err(not_bytes("a tuple struct"))
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, BytesError> {
-        Err(not_bytes("an enum"))
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, BytesError> {
-        Err(not_bytes("a map"))
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, BytesError> {
-        Err(not_bytes("a struct"))
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, BytesError> {
-        Err(not_bytes("an enum"))
-    }
+    reject_compound!("");
 }
 
 /// The elements of a `Vec<u8>`.
@@ -254,55 +261,11 @@ impl ser::Serializer for ByteElement<'_> {
         Err(not_bytes("a list of structs"))
     }
 
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), BytesError> {
-        Err(not_bytes("a list of enums"))
-    }
-
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, BytesError> {
         Err(not_bytes("a nested list"))
     }
 
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, BytesError> {
-        Err(not_bytes("a list of tuples"))
-    }
-
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, BytesError> {
-        Err(not_bytes("a list of tuple structs"))
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, BytesError> {
-        Err(not_bytes("a list of enums"))
-    }
-
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, BytesError> {
-        Err(not_bytes("a list of maps"))
-    }
-
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, BytesError> {
-        Err(not_bytes("a list of structs"))
-    }
-
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, BytesError> {
-        Err(not_bytes("a list of enums"))
-    }
+    reject_compound!("a list holding ");
 }
 
 #[cfg(test)]
