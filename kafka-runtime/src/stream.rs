@@ -4,10 +4,12 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt as _;
+use rdkafka::consumer::MessageStream;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::consumer::{OffsetStore, Receipt, WorkerConsumer};
+use crate::consumer::{OffsetStore, Receipt, WorkerConsumer, WorkerConsumerContext};
 use crate::message::Message;
 
 /// The stream a worker reads its messages from.
@@ -20,9 +22,13 @@ use crate::message::Message;
 /// [`next`](Self::next) returns `None` once the process is shutting down: finish the current
 /// message, then return from the worker.
 pub struct TopicStream {
-    // Field order matters: the store's topic handles must go before the consumer.
+    // Field order matters: the store's topic handles and the message stream borrow from the
+    // consumer, so they must be dropped before it.
     offsets: OffsetStore,
     pending: Option<Receipt>,
+    /// Kept across messages: `StreamConsumer::recv` would register a waker slot (two lock
+    /// round trips) for every message.
+    messages: MessageStream<'static, WorkerConsumerContext>,
     consumer: Arc<WorkerConsumer>,
     shutdown: CancellationToken,
     /// Registered once and kept, so waiting costs nothing per message.
@@ -52,7 +58,14 @@ impl TopicStream {
         label: Arc<str>,
     ) -> Self {
         let stopping = Box::pin(shutdown.clone().cancelled_owned());
-        Self { offsets: OffsetStore::new(), pending: None, consumer, shutdown, stopping, failure, label }
+        // SAFETY: the stream borrows the consumer only to keep it alive; this struct holds
+        // the consumer's `Arc` and drops the stream first (fields drop in declaration order).
+        let messages = unsafe {
+            std::mem::transmute::<MessageStream<'_, WorkerConsumerContext>, MessageStream<'static, WorkerConsumerContext>>(
+                consumer.stream(),
+            )
+        };
+        Self { offsets: OffsetStore::new(), pending: None, messages, consumer, shutdown, stopping, failure, label }
     }
 
     /// Stores the offset of the previous message, then waits for the next one. `None` means
@@ -66,7 +79,11 @@ impl TopicStream {
             let received = tokio::select! {
                 biased;
                 _ = &mut self.stopping => return None,
-                received = self.consumer.recv() => received,
+                // rdkafka's message stream never ends; `None` would only mean there is nothing more.
+                received = self.messages.next() => match received {
+                    Some(received) => received,
+                    None => return None,
+                },
             };
             match received {
                 Ok(raw) => {
