@@ -36,6 +36,8 @@ pub async fn create_topic(brokers: &str, topic: &str) -> Result<(), String> {
 pub struct Deliveries {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// Send -> delivery report, for messages sent with a send time as their opaque.
+    acked_ns: std::sync::Mutex<Vec<u64>>,
 }
 
 pub struct CountingContext(Arc<Deliveries>);
@@ -43,30 +45,43 @@ pub struct CountingContext(Arc<Deliveries>);
 impl ClientContext for CountingContext {}
 
 impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
         match result {
             Ok(_) => self.0.ok.fetch_add(1, Relaxed),
             Err(_) => self.0.failed.fetch_add(1, Relaxed),
         };
+        if sent_ns != 0 {
+            let took = probe::now_ns().saturating_sub(sent_ns as u64);
+            self.0.acked_ns.lock().unwrap().push(took);
+        }
     }
 }
 
-fn producer(brokers: &str, settings: &[(&str, &str)]) -> Result<(BaseProducer<CountingContext>, Arc<Deliveries>), String> {
+fn producer(
+    brokers: &str,
+    settings: &[(&str, &str)],
+) -> Result<(BaseProducer<CountingContext>, Arc<Deliveries>), String> {
     let deliveries = Arc::new(Deliveries::default());
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     for (key, value) in settings {
         config.set(*key, *value);
     }
-    let producer = config
-        .create_with_context(CountingContext(Arc::clone(&deliveries)))
-        .map_err(|e| format!("producer: {e}"))?;
+    let producer =
+        config.create_with_context(CountingContext(Arc::clone(&deliveries))).map_err(|e| format!("producer: {e}"))?;
     Ok((producer, deliveries))
 }
 
-fn send(producer: &BaseProducer<CountingContext>, topic: &str, partition: i32, payload: &[u8]) -> Result<(), String> {
-    let mut record = BaseRecord::to(topic).partition(partition).payload(payload);
+fn send(
+    producer: &BaseProducer<CountingContext>,
+    topic: &str,
+    partition: i32,
+    payload: &[u8],
+    sent_ns: usize,
+) -> Result<(), String> {
+    let mut record =
+        BaseRecord::<(), [u8], usize>::with_opaque_to(topic, sent_ns).partition(partition).payload(payload);
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -85,9 +100,9 @@ pub fn produce_backlog(brokers: &str, topic: &str, count: u64, size: usize) -> R
     let (producer, deliveries) = producer(
         brokers,
         &[
+            // librdkafka's default batch limits (10,000 messages, 1 MB): batches larger than
+            // the consumer's max.partition.fetch.bytes (1 MB) make it re-read them.
             ("linger.ms", "20"),
-            ("batch.num.messages", "100000"),
-            ("batch.size", "4000000"),
             ("queue.buffering.max.messages", "1000000"),
             ("queue.buffering.max.kbytes", "2097151"),
             ("compression.type", "none"),
@@ -99,7 +114,7 @@ pub fn produce_backlog(brokers: &str, topic: &str, count: u64, size: usize) -> R
         let stamp = i.to_le_bytes();
         let n = stamp.len().min(size);
         payload[..n].copy_from_slice(&stamp[..n]);
-        send(&producer, topic, (i % PARTITIONS as u64) as i32, &payload)?;
+        send(&producer, topic, (i % PARTITIONS as u64) as i32, &payload, 0)?;
         if i % 4096 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -114,9 +129,19 @@ pub fn produce_backlog(brokers: &str, topic: &str, count: u64, size: usize) -> R
 
 /// The latency producer: sends warm-up messages until a consumer has seen one (so the group
 /// has joined), then `count` timed messages at `rate` per second, each stamped with
-/// [`probe::now_ns`] at the moment it is handed to librdkafka. Blocking.
-pub fn produce_paced(brokers: &str, topic: &str, rate: u64, count: u64, size: usize) -> Result<(), String> {
-    let (producer, _deliveries) = producer(brokers, &[("linger.ms", "0"), ("compression.type", "none")])?;
+/// [`probe::now_ns`] at the moment it is handed to librdkafka. Blocking. Returns the
+/// send -> delivery report times of the timed messages, in nanoseconds.
+pub fn produce_paced(
+    brokers: &str,
+    topic: &str,
+    rate: u64,
+    count: u64,
+    size: usize,
+    linger_ms: u64,
+) -> Result<Vec<u64>, String> {
+    // linger.ms=0 sends 10,000 one-message requests a second, which Tansu acks ~1 s late.
+    let linger = linger_ms.to_string();
+    let (producer, deliveries) = producer(brokers, &[("linger.ms", &linger), ("compression.type", "none")])?;
     let mut payload = vec![b'x'; size.max(9)];
     let warm_deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0u64;
@@ -126,7 +151,7 @@ pub fn produce_paced(brokers: &str, topic: &str, rate: u64, count: u64, size: us
         }
         payload[..8].copy_from_slice(&probe::now_ns().to_le_bytes());
         payload[8] = 0;
-        send(&producer, topic, (i % PARTITIONS as u64) as i32, &payload)?;
+        send(&producer, topic, (i % PARTITIONS as u64) as i32, &payload, 0)?;
         i += 1;
         producer.poll(Duration::from_millis(20));
     }
@@ -142,14 +167,16 @@ pub fn produce_paced(brokers: &str, topic: &str, rate: u64, count: u64, size: us
     while sent < count {
         let due = ((start.elapsed().as_nanos() as u64).saturating_mul(rate) / 1_000_000_000 + 1).min(count);
         while sent < due {
-            payload[..8].copy_from_slice(&probe::now_ns().to_le_bytes());
+            let now = probe::now_ns();
+            payload[..8].copy_from_slice(&now.to_le_bytes());
             payload[8] = 1;
-            send(&producer, topic, (sent % PARTITIONS as u64) as i32, &payload)?;
+            send(&producer, topic, (sent % PARTITIONS as u64) as i32, &payload, now.max(1) as usize)?;
             sent += 1;
         }
         producer.poll(Duration::ZERO);
         std::thread::sleep(Duration::from_millis(1));
     }
     producer.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))?;
-    Ok(())
+    let acked = std::mem::take(&mut *deliveries.acked_ns.lock().unwrap());
+    Ok(acked)
 }

@@ -40,7 +40,7 @@ async fn stream(mut topic: TopicStream) -> Result<(), WorkerError> {
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Variant {
     PerMessage,
     Stream,
@@ -63,11 +63,15 @@ impl Variant {
     }
 }
 
-/// Writes the config file the framework variants start with.
-pub fn write_framework_config(path: &Path) -> std::io::Result<()> {
-    let json = serde_json::json!({
-        "kafka": { "consumer_connection_settings": { "session.timeout.ms": 6000 } }
-    });
+/// Writes the config file the framework variants start with; `extra` goes to both the
+/// framework (through `consumer_connection_settings`) and the raw loop.
+pub fn write_framework_config(path: &Path, extra: &[(&str, &str)]) -> std::io::Result<()> {
+    let mut settings = serde_json::Map::new();
+    settings.insert("session.timeout.ms".into(), 6000.into());
+    for (key, value) in extra {
+        settings.insert((*key).into(), (*value).into());
+    }
+    let json = serde_json::json!({ "kafka": { "consumer_connection_settings": settings } });
     std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap())
 }
 
@@ -76,6 +80,8 @@ pub struct Consume<'a> {
     pub topic: &'a str,
     pub group: &'a str,
     pub config: &'a Path,
+    /// Settings beyond [`CONSUMER_SETTINGS`], also in `config` for the framework.
+    pub extra: &'a [(&'a str, &'a str)],
     /// How long the whole consume may take before it is reported as failed.
     pub timeout: Duration,
 }
@@ -127,7 +133,7 @@ async fn framework(worker: &str, run: &Consume<'_>) -> Result<(), String> {
 
 async fn raw(run: &Consume<'_>) -> Result<(), String> {
     let mut config = ClientConfig::new();
-    for (key, value) in CONSUMER_SETTINGS {
+    for (key, value) in CONSUMER_SETTINGS.iter().chain(run.extra) {
         config.set(*key, *value);
     }
     config.set("bootstrap.servers", run.brokers).set("group.id", run.group);

@@ -8,7 +8,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka_sys as rdsys;
 
@@ -171,16 +173,26 @@ impl OffsetStore {
         Self { topics: Vec::new() }
     }
 
-    /// The receipt for a message about to be handed to a worker.
-    pub(crate) fn receipt(&mut self, consumer: &WorkerConsumer, topic: &str, partition: i32, offset: i64) -> Receipt {
-        let index = match self.topics.iter().position(|handle| &*handle.name == topic) {
+    /// The receipt for a message about to be handed to a worker. librdkafka hands out one
+    /// object per topic, the same one our handle holds, so the topic is found by address;
+    /// the name is compared only if that ever misses. (Holding the handle keeps the object,
+    /// so its address cannot be reused by another topic.)
+    pub(crate) fn receipt(&mut self, consumer: &WorkerConsumer, message: &BorrowedMessage<'_>) -> Receipt {
+        let object = message.topic_ptr();
+        let index = match self.topics.iter().position(|handle| handle.native == object) {
             Some(index) => index,
             None => {
-                self.topics.push(TopicHandle::new(consumer, topic));
-                self.topics.len() - 1
+                let name = message.topic();
+                match self.topics.iter().position(|handle| &*handle.name == name) {
+                    Some(index) => index,
+                    None => {
+                        self.topics.push(TopicHandle::new(consumer, name));
+                        self.topics.len() - 1
+                    }
+                }
             }
         };
-        Receipt { topic: index, partition, offset }
+        Receipt { topic: index, partition: message.partition(), offset: message.offset() }
     }
 
     pub(crate) fn topic(&self, receipt: &Receipt) -> &str {

@@ -84,8 +84,7 @@ async fn run_consumer(planned: PlannedConsumer, shutdown: Shutdown, drain_timeou
         planned.subscription.join(", ")
     );
     let fatal = Arc::new(Mutex::new(None));
-    let stream =
-        TopicStream::new(Arc::clone(&consumer), shutdown.drain_token(), Arc::clone(&fatal), Arc::clone(&label));
+    let stream = TopicStream::new(Arc::clone(&consumer), shutdown.clone(), Arc::clone(&fatal), Arc::clone(&label));
     let work = (planned.worker.run)(stream, planned.ctx);
     let outcome = tokio::select! {
         outcome = work => outcome.map_err(|err| format!("worker `{label}` failed: {err}")),

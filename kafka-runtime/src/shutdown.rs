@@ -1,5 +1,7 @@
 //! [`Shutdown`]: the signal that stops fetching, then the deadline for in-flight work.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -9,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 /// Either way, finished messages are committed before the consumers close.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
+    /// Set when shutdown begins: one atomic load per message, where the token's own check
+    /// takes a lock.
+    begun: Arc<AtomicBool>,
     drain: CancellationToken,
     abort: CancellationToken,
     signals: bool,
@@ -26,17 +31,18 @@ impl Shutdown {
 
     /// Stop fetching; let in-flight messages finish.
     pub fn begin(&self) {
+        self.begun.store(true, Ordering::Release);
         self.drain.cancel();
     }
 
     /// Stop waiting for in-flight messages; they are delivered again after a restart.
     pub fn abort(&self) {
-        self.drain.cancel();
+        self.begin();
         self.abort.cancel();
     }
 
     pub fn is_begun(&self) -> bool {
-        self.drain.is_cancelled()
+        self.begun.load(Ordering::Acquire)
     }
 
     /// Resolves when shutdown begins.

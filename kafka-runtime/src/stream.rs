@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt as _;
 use rdkafka::consumer::MessageStream;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::consumer::{OffsetStore, Receipt, WorkerConsumer, WorkerConsumerContext};
 use crate::message::Message;
+use crate::shutdown::Shutdown;
 
 /// The stream a worker reads its messages from.
 ///
@@ -30,7 +31,7 @@ pub struct TopicStream {
     /// round trips) for every message.
     messages: MessageStream<'static, WorkerConsumerContext>,
     consumer: Arc<WorkerConsumer>,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     /// Registered once and kept, so waiting costs nothing per message.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     failure: Arc<Mutex<Option<String>>>,
@@ -53,11 +54,11 @@ impl std::fmt::Display for Position {
 impl TopicStream {
     pub(crate) fn new(
         consumer: Arc<WorkerConsumer>,
-        shutdown: CancellationToken,
+        shutdown: Shutdown,
         failure: Arc<Mutex<Option<String>>>,
         label: Arc<str>,
     ) -> Self {
-        let stopping = Box::pin(shutdown.clone().cancelled_owned());
+        let stopping = Box::pin(shutdown.drain_token().cancelled_owned());
         // SAFETY: the stream borrows the consumer only to keep it alive; this struct holds
         // the consumer's `Arc` and drops the stream first (fields drop in declaration order).
         let messages = unsafe {
@@ -73,23 +74,22 @@ impl TopicStream {
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.shutdown.is_begun() {
                 return None;
             }
+            // A waiting message comes first; the shutdown future is polled only when none is.
             let received = tokio::select! {
                 biased;
-                _ = &mut self.stopping => return None,
                 // rdkafka's message stream never ends; `None` would only mean there is nothing more.
                 received = self.messages.next() => match received {
                     Some(received) => received,
                     None => return None,
                 },
+                _ = &mut self.stopping => return None,
             };
             match received {
                 Ok(raw) => {
-                    use rdkafka::Message as _;
-                    self.pending =
-                        Some(self.offsets.receipt(&self.consumer, raw.topic(), raw.partition(), raw.offset()));
+                    self.pending = Some(self.offsets.receipt(&self.consumer, &raw));
                     return Some(Message::new(raw, Arc::clone(&self.consumer)));
                 }
                 Err(KafkaError::MessageConsumptionFatal(code)) => {
@@ -122,7 +122,7 @@ impl TopicStream {
 
     /// True once shutdown has begun; `next` then returns `None`.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.is_cancelled()
+        self.shutdown.is_begun()
     }
 
     /// The message handed out last and not yet acknowledged.

