@@ -32,9 +32,11 @@ pub mod config;
 mod consumer;
 mod context;
 mod embedded;
+mod entry;
 mod error;
 pub mod extract;
 mod handler;
+mod listing;
 mod message;
 mod produce;
 mod producer;
@@ -85,7 +87,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__submit_worker as submit_worker;
-    pub use crate::app::run_main;
+    pub use crate::entry::run_main;
     pub use crate::handler::{into_worker, Worker};
     pub use crate::registry::WorkerRegistration;
     #[cfg(feature = "linkme")]

@@ -1,0 +1,69 @@
+//! The process entry point that `#[kafka_main]` generates.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::app::Loaded;
+use crate::cli::Arguments;
+use crate::error::{Error, WorkerError};
+use crate::shutdown::Shutdown;
+
+/// What the body of `#[kafka_main]` may return.
+pub trait SetupResult {
+    fn into_setup_result(self) -> Result<(), WorkerError>;
+}
+
+impl SetupResult for () {
+    fn into_setup_result(self) -> Result<(), WorkerError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<WorkerError>> SetupResult for Result<(), E> {
+    fn into_setup_result(self) -> Result<(), WorkerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// The process entry point `#[kafka_main]` generates: parse, set up logs, run the app's
+/// setup (the body of its `main`), then the command; exit non-zero with a one-line reason
+/// on error.
+#[doc(hidden)]
+pub fn run_main<F, R>(setup: F) -> ExitCode
+where
+    F: Future<Output = R>,
+    R: SetupResult,
+{
+    let arguments = Arguments::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // The configuration is loaded first, so the setup can use the shared producer.
+        let loaded = Loaded::new(&arguments)?;
+        setup.await.into_setup_result().map_err(|err| Error::Config(format!("the app's setup failed: {err}")))?;
+        loaded.execute(&arguments, Shutdown::on_signals()).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).try_init();
+}

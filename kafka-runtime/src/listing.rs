@@ -1,0 +1,131 @@
+//! What `list-workers` and `config` print.
+
+use std::fmt::Write as _;
+
+use crate::app::{Loaded, Planned};
+use crate::config::{is_secret, Subscription};
+use crate::error::Error;
+
+impl Loaded {
+    pub(crate) fn list_workers(&self) -> Result<String, Error> {
+        let plans = self.all_plans(&[])?;
+        if plans.is_empty() {
+            return Ok("no workers are registered\n".into());
+        }
+        let rows: Vec<[String; 5]> = plans
+            .iter()
+            .map(|p| {
+                let plan = &p.plan;
+                [
+                    plan.name.clone(),
+                    plan.style.to_string(),
+                    plan.group.value.clone(),
+                    display_list(&plan.subscription_with_prefix()),
+                    plan.rust_path.to_owned(),
+                ]
+            })
+            .collect();
+        Ok(table(["NAME", "STYLE", "GROUP", "TOPICS", "PATH"], &rows))
+    }
+
+    pub(crate) fn show_config(&self, names: &[String]) -> Result<String, Error> {
+        let plans = self.all_plans(names)?;
+        let global = &self.global;
+        let mut out = String::new();
+        let source = match &self.file.path {
+            Some(path) => path.display().to_string(),
+            None => "none (no -c/--config, and no config.json in the working directory)".into(),
+        };
+        let _ = writeln!(out, "config file: {source}");
+        let brokers = match &global.brokers {
+            Some(brokers) => format!("{:<40} ({})", brokers.value.join(","), brokers.source),
+            None => "none: the embedded mock cluster is started            (default)".into(),
+        };
+        let _ = writeln!(out, "brokers        {brokers}");
+        let _ = writeln!(
+            out,
+            "topic_prefix   {:<40} ({})",
+            format!("{:?}", global.topic_prefix.value),
+            global.topic_prefix.source
+        );
+        let _ = writeln!(
+            out,
+            "drain_timeout  {:<40} ({})",
+            format!("{} ms", global.drain_timeout.value.as_millis()),
+            global.drain_timeout.source
+        );
+        for Planned { plan, .. } in &plans {
+            let _ = writeln!(out, "\nworker {}", plan.name);
+            let _ = writeln!(out, "  function     {} ({})", plan.rust_path, plan.style);
+            let _ = writeln!(out, "  group        {:<40} ({})", plan.group.value, plan.group.source);
+            match &plan.subscription {
+                Some(sub) => {
+                    let what = match &sub.value {
+                        Subscription::Topics(topics) => format!("topics {}", display_list(topics)),
+                        Subscription::Regex(regex) => format!("regex_topic {regex}"),
+                    };
+                    let _ = writeln!(out, "  subscribe    {what:<40} ({})", sub.source);
+                }
+                None => {
+                    let _ = writeln!(out, "  subscribe    {:<40} (default)", "nothing of its own");
+                }
+            }
+            if !plan.default_topics.is_empty()
+                && !matches!(plan.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_)))
+            {
+                let _ = writeln!(out, "  + defaults   {:<40} (config.json)", display_list(&plan.default_topics));
+            }
+            match plan.consumers() {
+                Ok(units) => {
+                    for unit in units {
+                        let _ = writeln!(
+                            out,
+                            "  consumer     group {} <- {}",
+                            unit.group,
+                            display_list(&unit.subscription)
+                        );
+                    }
+                }
+                Err(err) => {
+                    let _ = writeln!(out, "  consumer     cannot start: {err}");
+                }
+            }
+            let _ = writeln!(out, "  client settings");
+            for (key, value) in &plan.client_settings {
+                let shown = if is_secret(key) { "*****" } else { value.value.as_str() };
+                let _ = writeln!(out, "    {key:<32} {shown:<20} ({})", value.source);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn display_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, width) in cells.zip(widths) {
+            let _ = write!(text, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
