@@ -31,6 +31,25 @@ pub async fn create_topic(brokers: &str, topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Deletes a topic, best effort (Tansu's memory store keeps every message until then).
+pub async fn delete_topic(brokers: &str, topic: &str) {
+    let admin: Result<AdminClient<DefaultClientContext>, _> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create();
+    let deleted = match admin {
+        Ok(admin) => admin
+            .delete_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|results| {
+                results.into_iter().try_for_each(|r| r.map(drop).map_err(|(_, code)| code.to_string()))
+            }),
+        Err(err) => Err(err.to_string()),
+    };
+    if let Err(err) = deleted {
+        crate::log(format!("could not delete topic {topic}: {err}"));
+    }
+}
+
 /// Counts delivery reports.
 #[derive(Default)]
 pub struct Deliveries {

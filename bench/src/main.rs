@@ -11,6 +11,7 @@
 
 mod broker;
 mod probe;
+mod producers;
 mod report;
 mod variants;
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::producers::{PVariant, ProducerResults};
 use crate::variants::{Consume, Variant};
 
 #[global_allocator]
@@ -51,7 +53,14 @@ struct Options {
     out_dir: PathBuf,
     work_dir: PathBuf,
     broker_name: String,
-    /// Parts to run (development): throughput, latency, rss, callgrind.
+    /// Messages per producer run of 1 KiB and larger payloads (smaller ones: `messages`).
+    producer_messages_large: u64,
+    producer_rounds: usize,
+    /// Awaited sends in flight at once in (p-a) and (p-raw-a).
+    producer_window: usize,
+    /// Producer variants to run (development, e.g. one per process under callgrind).
+    producer_variants: Vec<PVariant>,
+    /// Parts to run (development): throughput, latency, rss, callgrind, producer.
     only: Option<Vec<String>>,
 }
 
@@ -82,6 +91,11 @@ impl Options {
             out_dir: here.join("results"),
             work_dir: here.join("../target/bench"),
             broker_name: std::env::var("BENCH_BROKER_NAME").unwrap_or_else(|_| "external".into()),
+            // 1 KiB runs are ~4x slower per message than 100 B: 300,000 keeps them to ~1 s each.
+            producer_messages_large: 300_000,
+            producer_rounds: 7,
+            producer_window: 10_000,
+            producer_variants: PVariant::ALL.to_vec(),
             only: None,
         };
         let mut smoke_defaults = false;
@@ -115,6 +129,15 @@ impl Options {
                         .collect::<Option<_>>()
                         .ok_or("--latency-settings key=value,...")?
                 }
+                "--producer-messages-large" => o.producer_messages_large = num(&value()?)?,
+                "--producer-rounds" => o.producer_rounds = num(&value()?)? as usize,
+                "--producer-window" => o.producer_window = (num(&value()?)? as usize).max(1),
+                "--producer-variants" => {
+                    o.producer_variants = value()?
+                        .split(',')
+                        .map(|key| PVariant::parse(key).ok_or_else(|| format!("unknown producer variant {key}")))
+                        .collect::<Result<_, _>>()?
+                }
                 "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
                 other => return Err(format!("unknown option {other}")),
             }
@@ -124,6 +147,7 @@ impl Options {
             o.smoke = true;
             o.messages = o.messages.min(20_000);
             o.rounds = 1;
+            o.producer_rounds = 1;
             o.callgrind = false;
             o.aiokafka_python = None;
             o.latency_seconds = 1;
@@ -143,6 +167,15 @@ impl Options {
 
     fn runs(&self, part: &str) -> bool {
         self.only.as_ref().is_none_or(|only| only.iter().any(|p| p == part))
+    }
+
+    /// Messages per producer run of `size`-byte payloads.
+    fn producer_messages(&self, size: usize) -> u64 {
+        if size >= 1024 {
+            self.messages.min(self.producer_messages_large)
+        } else {
+            self.messages
+        }
     }
 }
 
@@ -224,7 +257,8 @@ async fn run(o: Options) -> Result<(), String> {
     // Backlogs, once per size.
     let mut topics = BTreeMap::new();
     let mut backlog_json = serde_json::Map::new();
-    for &size in &o.sizes {
+    // (Only the consumer throughput and RSS parts read them.)
+    for &size in o.sizes.iter().filter(|_| o.runs("throughput") || o.runs("rss")) {
         let topic = unique(&format!("bench-{size}b"));
         broker::create_topic(&o.brokers, &topic).await?;
         let (brokers, t, n) = (o.brokers.clone(), topic.clone(), o.messages);
@@ -375,7 +409,7 @@ async fn run(o: Options) -> Result<(), String> {
         }
     }
 
-    let producer = producer_throughput(&o).await;
+    let producer = producer_throughput(&o).await?;
 
     let load_end = loadavg();
     log(format!("done; load average {load_end}"));
@@ -419,14 +453,64 @@ async fn run(o: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Producer throughput: shared producer: pending.
-///
-/// TODO(shared producer): kafka-runtime's shared producer API is being added right now. Once it
-/// lands, measure it here: 100 B and 1 KiB, N messages each, interleaved with a raw rdkafka
-/// `BaseProducer`/`FutureProducer` with the same settings, median and spread, ratio to raw;
-/// `report.rs` prints whatever this returns under "PRODUCER THROUGHPUT".
-async fn producer_throughput(_o: &Options) -> Value {
-    json!({"status": "pending", "note": "shared producer: pending"})
+/// Producer throughput: kafka-runtime's shared producer against raw rdkafka with the same
+/// settings. Every round runs, per size, (p-a) (p-raw-a) (p-b) (p-raw-b), each into a fresh
+/// topic of 3 partitions created beforehand, timed from the first send to the last delivery
+/// report. The shared producer is set up once for the process and reused, as apps use it;
+/// the raw clients are created once too.
+async fn producer_throughput(o: &Options) -> Result<Option<ProducerResults>, String> {
+    if !o.runs("producer") {
+        return Ok(None);
+    }
+    let clients = producers::Clients::new(&o.brokers).await?;
+    // Warm-up, not counted: connections, first metadata, allocator and page faults.
+    let warm = o.messages.min(20_000);
+    for &variant in &o.producer_variants {
+        let topic = unique(&format!("bench-produce-warmup-{}", variant.key()));
+        broker::create_topic(&o.brokers, &topic).await?;
+        producers::run(variant, &clients, &topic, warm, 100, o.producer_window, 0).await?;
+        broker::delete_topic(&o.brokers, &topic).await;
+    }
+    let messages: BTreeMap<usize, u64> = o.sizes.iter().map(|&size| (size, o.producer_messages(size))).collect();
+    let mut runs: BTreeMap<(usize, PVariant), Vec<producers::PRun>> = BTreeMap::new();
+    for round in 0..o.producer_rounds {
+        for &size in &o.sizes {
+            for &variant in &o.producer_variants {
+                let topic = unique(&format!("bench-produce-{size}b-{}-r{round}", variant.key()));
+                broker::create_topic(&o.brokers, &topic).await?;
+                let run =
+                    producers::run(variant, &clients, &topic, messages[&size], size, o.producer_window, round).await?;
+                log(format!(
+                    "producer round {}/{} {:>6} {:<32} {:>10.0} msg/s {:>7.1} MB/s  {:.3} allocs/msg ({} msgs; all queued \
+                     after {:.3} s of {:.3} s)",
+                    round + 1,
+                    o.producer_rounds,
+                    size_label(size),
+                    variant.key(),
+                    run.msgs_per_sec(),
+                    run.mb_per_sec(),
+                    run.allocs_per_msg,
+                    run.messages,
+                    run.queued_seconds,
+                    run.seconds
+                ));
+                runs.entry((size, variant)).or_default().push(run);
+                // The memory store keeps every message: free them for the next runs.
+                broker::delete_topic(&o.brokers, &topic).await;
+            }
+        }
+    }
+    Ok(Some(ProducerResults {
+        rounds: o.producer_rounds,
+        window: o.producer_window,
+        messages,
+        runs,
+        shared_stats: {
+            let stats = kafka_runtime::producer().stats();
+            json!({"clients_created": stats.clients_created, "delivered": stats.delivered,
+                   "failed": stats.failed, "forgotten_failed": stats.forgotten_failed})
+        },
+    }))
 }
 
 /// One latency run: a fresh topic, the consumer started, then the paced producer.

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::producers::{PRun, PVariant, ProducerResults, PRODUCER_SETTINGS};
 use crate::variants::Variant;
 use crate::{size_label, Run};
 
@@ -44,8 +45,8 @@ pub struct Results {
     pub callgrind: BTreeMap<Variant, Vec<Value>>,
     pub callgrind_messages: u64,
     pub elapsed_seconds: f64,
-    /// From `producer_throughput` in main.rs: `{"status": "pending"}` for now.
-    pub producer: Value,
+    /// From `producer_throughput` in main.rs; `None` when `--only` left it out.
+    pub producer: Option<ProducerResults>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -166,6 +167,28 @@ fn aio_row(r: &Results, size: usize) -> Option<(Stats, Stats)> {
     let runs = r.aio_runs.get(&size)?;
     let get = |key: &str| stats(&runs.iter().filter_map(|v| v[key].as_f64()).collect::<Vec<_>>());
     Some((get("msgs_per_sec"), get("mb_per_sec")))
+}
+
+/// Producer numbers of one (size, variant), with per-round ratios to its raw counterpart.
+fn producer_row(p: &ProducerResults, size: usize, variant: PVariant) -> Option<Row> {
+    let runs = p.runs.get(&(size, variant))?;
+    let of = |f: fn(&PRun) -> f64| stats(&runs.iter().map(f).collect::<Vec<_>>());
+    let msgs = of(PRun::msgs_per_sec);
+    let (ratio, ratio_of_medians) = match variant.baseline().and_then(|b| p.runs.get(&(size, b))) {
+        Some(raw) => {
+            let paired: Vec<f64> = runs
+                .iter()
+                .filter_map(|run| {
+                    let base = raw.iter().find(|b| b.round == run.round)?;
+                    Some(run.msgs_per_sec() / base.msgs_per_sec())
+                })
+                .collect();
+            let raw_median = stats(&raw.iter().map(PRun::msgs_per_sec).collect::<Vec<_>>()).median;
+            (Some(stats(&paired)), Some(msgs.median / raw_median))
+        }
+        None => (None, None),
+    };
+    Some(Row { msgs, mbs: of(PRun::mb_per_sec), ratio, ratio_of_medians, allocs: of(|run| run.allocs_per_msg) })
 }
 
 fn callgrind_median(r: &Results, variant: Variant, key: &str) -> Option<f64> {
@@ -415,11 +438,14 @@ pub fn render(r: &Results) -> (String, Value) {
         json_rss.insert(size.to_string(), Value::Object(per_size));
     }
 
-    let _ = writeln!(
-        t,
-        "\nPRODUCER THROUGHPUT: shared producer: pending - TODO: wire in kafka-runtime's producer API when it lands \
-         (hook: `producer_throughput` in bench/src/main.rs)"
-    );
+    // Producer throughput.
+    let json_producer = match &r.producer {
+        Some(p) => render_producer(&mut t, r, p),
+        None => {
+            let _ = writeln!(t, "\nPRODUCER THROUGHPUT: not run (--only)");
+            json!({"status": "not run (--only)"})
+        }
+    };
 
     // Targets.
     let _ = writeln!(t, "\nTARGETS (from the issue)");
@@ -433,6 +459,30 @@ pub fn render(r: &Results) -> (String, Value) {
                     ratio.map(|x| x >= TARGET_RATIO_TO_RAW),
                     format!(
                         "{} (per-round ratios {:.3} - {:.3})",
+                        ratio.map_or("-".into(), |x| format!("{x:.3}x")),
+                        row.ratio.map_or(f64::NAN, |s| s.min),
+                        row.ratio.map_or(f64::NAN, |s| s.max)
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(p) = &r.producer {
+        for &size in &r.sizes {
+            for variant in [PVariant::FrameworkAwait, PVariant::FrameworkBatch] {
+                let Some(row) = producer_row(p, size, variant) else { continue };
+                let ratio = row.ratio.map(|s| s.median);
+                let raw = variant.baseline().map_or("raw", PVariant::label);
+                target(
+                    &mut t,
+                    format!(
+                        "producer throughput >= {TARGET_RATIO_TO_RAW}x raw, {}, {}",
+                        size_label(size),
+                        variant.key()
+                    ),
+                    ratio.map(|x| x >= TARGET_RATIO_TO_RAW),
+                    format!(
+                        "{} of {raw} (per-round ratios {:.3} - {:.3})",
                         ratio.map_or("-".into(), |x| format!("{x:.3}x")),
                         row.ratio.map_or(f64::NAN, |s| s.min),
                         row.ratio.map_or(f64::NAN, |s| s.max)
@@ -518,11 +568,109 @@ pub fn render(r: &Results) -> (String, Value) {
         "allocations_per_message": json_alloc,
         "latency": json_lat,
         "peak_rss": json_rss,
-        // TODO(shared producer): filled by `producer_throughput` in main.rs.
-        "producer": r.producer,
+        "producer": json_producer,
         "targets": targets,
     });
     (t, json)
+}
+
+/// The producer rows of the table; returns the `producer` entry of `latest.json`.
+fn render_producer(t: &mut String, r: &Results, p: &ProducerResults) -> Value {
+    let counts = p.messages.iter().map(|(&size, &n)| format!("{} for {}", grouped(n as f64), size_label(size)));
+    let counts = counts.collect::<Vec<_>>().join(", ");
+    let fewer = p.messages.values().min() != p.messages.values().max();
+    let settings = PRODUCER_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    let _ = writeln!(
+        t,
+        "\nPRODUCER THROUGHPUT: msgs per run: {counts}{}; each run into a fresh 3-partition topic created \
+         beforehand,\ntimed from the first send to the last delivery report; median [min - max] of {} interleaved \
+         round(s) (p-a p-raw-a p-b p-raw-b per size);\n'x raw' = median of the per-round ratios to the raw \
+         counterpart (ratio of medians in brackets). p-a/p-raw-a: {} awaited sends in flight.\nOne shared producer \
+         for the process (set up once, reused by every run), one raw FutureProducer and one raw BaseProducer,\n\
+         all with the same librdkafka settings (librdkafka's defaults, set explicitly): {settings}",
+        if fewer { " (fewer for 1 KiB: time)" } else { "" },
+        p.rounds,
+        grouped(p.window as f64)
+    );
+    let _ = writeln!(
+        t,
+        "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8} {:>15} {:>10}",
+        "size", "variant", "msgs/run", "msg/s", "[min - max]", "MB/s", "x raw", "allocs/msg"
+    );
+    let mut json_tp = serde_json::Map::new();
+    for &size in &r.sizes {
+        let mut per_size = serde_json::Map::new();
+        for variant in PVariant::ALL {
+            let Some(row) = producer_row(p, size, variant) else { continue };
+            let ratio = match (row.ratio, row.ratio_of_medians) {
+                (Some(r), Some(m)) => format!("{:.3} ({:.3})", r.median, m),
+                _ => "1 (baseline)".to_owned(),
+            };
+            let _ = writeln!(
+                t,
+                "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8.1} {:>15} {:>10.2}",
+                size_label(size),
+                variant.label(),
+                grouped(p.messages[&size] as f64),
+                grouped(row.msgs.median),
+                format!("[{} - {}]", si(row.msgs.min), si(row.msgs.max)),
+                row.mbs.median,
+                ratio,
+                row.allocs.median
+            );
+            per_size.insert(
+                variant.key().into(),
+                json!({
+                    "label": variant.label(),
+                    "messages_per_run": p.messages[&size],
+                    "msgs_per_sec": row.msgs.json(),
+                    "mb_per_sec": row.mbs.json(),
+                    "baseline": variant.baseline().map(PVariant::key),
+                    "ratio_to_raw_paired": row.ratio.map(|s| s.json()),
+                    "ratio_of_medians_to_raw": row.ratio_of_medians,
+                    "allocs_per_msg": row.allocs.json(),
+                    "runs": p.runs.get(&(size, variant)).map(|runs| runs.iter().map(|run| run.to_json()).collect::<Vec<_>>()),
+                }),
+            );
+        }
+        json_tp.insert(size.to_string(), Value::Object(per_size));
+    }
+    // Where the time goes: sending (until the last message is queued) vs waiting for the rest.
+    for &size in &r.sizes {
+        let parts: Vec<String> = PVariant::ALL
+            .into_iter()
+            .filter_map(|variant| {
+                let runs = p.runs.get(&(size, variant))?;
+                let queued = stats(&runs.iter().map(|run| run.queued_seconds).collect::<Vec<_>>()).median;
+                let total = stats(&runs.iter().map(|run| run.seconds).collect::<Vec<_>>()).median;
+                Some(format!("{} {queued:.3}/{total:.3}", variant.label().split(' ').next().unwrap_or("")))
+            })
+            .collect();
+        if !parts.is_empty() {
+            let _ =
+                writeln!(t, "  {:<7} all queued after / total, s (medians): {}", size_label(size), parts.join("  "));
+        }
+    }
+    json!({
+        "status": "measured",
+        "messages_per_run": p.messages.iter().map(|(size, n)| (size.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "rounds": p.rounds,
+        "window_in_flight": p.window,
+        "settings": PRODUCER_SETTINGS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "variants": {
+            "framework_send_awaited": "(p-a) kafka_runtime::producer().message_bytes(&topic, &payload).send().await, a bounded window of in-flight sends (fixed-slot FuturesUnordered-like window in one task)",
+            "raw_future_producer": "(p-raw-a) rdkafka FutureProducer::send(FutureRecord::to(topic).payload(payload), 30 s), the same window",
+            "framework_send_and_forget_flush": "(p-b) producer().message_bytes(&topic, &payload).send_and_forget().await for every message, then producer().flush(180 s)",
+            "raw_base_producer": "(p-raw-b) rdkafka BaseProducer::send in a loop on a blocking thread, poll(1 ms) and retry on QueueFull, poll(0) every 1,000 messages, then flush(180 s)",
+        },
+        "order": "per round, per size: p-a, p-raw-a, p-b, p-raw-b; each run into a fresh 3-partition topic created (and afterwards deleted) outside the timing; one warm-up run per variant (20,000 x 100 B) before round 1",
+        "clients": "the shared producer is set up once per process (ProducerSetup with the settings above) and reused by every p-a/p-b run; one raw FutureProducer and one raw BaseProducer, created once, reused",
+        "timing": "first send -> last delivery report (p-a/p-raw-a: last awaited future; p-b: producer().flush returned; p-raw-b: flush returned); msg/s = N/t; MB = 1e6 payload bytes",
+        "ratio_to_raw": "median of per-round ratios (framework / raw counterpart of the same round and size)",
+        "allocations": "counting #[global_allocator] over the whole run (all threads), per message",
+        "throughput": json_tp,
+        "shared_producer_stats": p.shared_stats,
+    })
 }
 
 fn print_rust_row(t: &mut String, size: usize, variant: Variant, row: &Row, messages: u64) {
@@ -590,59 +738,100 @@ fn register_font() -> Result<(), String> {
     Err("no TTF font found: set BENCH_FONT or install fonts-dejavu-core".into())
 }
 
+/// One bar series of the plot: name, colour, and per size (msg/s stats, MB/s stats).
+type Series = (String, plotters::style::RGBColor, Vec<Option<(Stats, Stats)>>);
+
 /// `throughput.png`: msg/s and MB/s by message size and variant, median bars with min-max
-/// whiskers.
+/// whiskers; the consumer variants on top, the producer variants below.
 pub fn plot(r: &Results, path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
     register_font()?;
     let colors = [RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189)];
-    // (name, per size: Some(stats msg/s, stats MB/s))
-    type Series = (String, Vec<Option<(Stats, Stats)>>);
-    let mut series: Vec<Series> = Vec::new();
-    for variant in Variant::RUST {
-        series.push((
+    let mut consumers: Vec<Series> = Vec::new();
+    for (j, variant) in Variant::RUST.into_iter().enumerate() {
+        consumers.push((
             label(variant).to_owned(),
+            colors[j],
             r.sizes.iter().map(|&s| rust_row(r, s, variant).map(|row| (row.msgs, row.mbs))).collect(),
         ));
     }
     if let Some(version) = &r.aiokafka_version {
-        series.push((
+        consumers.push((
             format!("(e) aiokafka {version} ({} msgs/run)", si(r.aiokafka_messages as f64)),
+            colors[3],
             r.sizes.iter().map(|&s| aio_row(r, s)).collect(),
         ));
     }
-    let root = BitMapBackend::new(path, (1500, 660)).into_drawing_area();
+    let height = if r.producer.is_some() { 1290 } else { 660 };
+    let root = BitMapBackend::new(path, (1500, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (title, rest) = root.split_vertically(45);
+    let (top, bottom) = root.split_vertically(660);
+    let consumer_title = format!(
+        "CONSUMER: kafka-runtime vs raw rdkafka and aiokafka ({} broker, {} msgs/run, median of {} rounds, whiskers \
+         min-max){}",
+        r.broker_name,
+        si(r.messages as f64),
+        r.rounds,
+        if r.smoke { " - SMOKE RUN" } else { "" }
+    );
+    let sizes: Vec<String> = r.sizes.iter().map(|&s| format!("{} messages", size_label(s))).collect();
+    plot_band(&top, &consumer_title, &consumers, &sizes)?;
+    if let Some(p) = &r.producer {
+        // Framework dark, its raw counterpart light, side by side.
+        let pcolors = [RGBColor(31, 119, 180), RGBColor(158, 202, 225), RGBColor(44, 160, 44), RGBColor(161, 217, 155)];
+        let producers: Vec<Series> = PVariant::ALL
+            .into_iter()
+            .zip(pcolors)
+            .map(|(variant, color)| {
+                let per_size =
+                    r.sizes.iter().map(|&s| producer_row(p, s, variant).map(|row| (row.msgs, row.mbs))).collect();
+                (variant.label().to_owned(), color, per_size)
+            })
+            .collect();
+        let title = format!(
+            "PRODUCER: shared producer vs raw rdkafka, same settings (fresh 3-partition topic per run, first send -> \
+             last delivery, median of {} rounds){}",
+            p.rounds,
+            if r.smoke { " - SMOKE RUN" } else { "" }
+        );
+        let sizes: Vec<String> = r
+            .sizes
+            .iter()
+            .map(|&s| {
+                format!("{} messages ({}/run)", size_label(s), si(p.messages.get(&s).copied().unwrap_or(0) as f64))
+            })
+            .collect();
+        plot_band(&bottom, &title, &producers, &sizes)?;
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// One band of the plot: a title, a legend, and msg/s (left) and MB/s (right) panels.
+fn plot_band(
+    area: &plotters::drawing::DrawingArea<plotters::prelude::BitMapBackend<'_>, plotters::coord::Shift>,
+    title_text: &str,
+    series: &[Series],
+    sizes: &[String],
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let (title, rest) = area.split_vertically(45);
     let (legend, body) = rest.split_vertically(40);
     let mut x = 60;
-    for (j, (name, _)) in series.iter().enumerate() {
-        let color = colors[j % colors.len()];
+    for (name, color, _) in series {
         legend.draw(&Rectangle::new([(x, 12), (x + 16, 28)], color.filled())).map_err(|e| e.to_string())?;
         legend
             .draw_text(name, &("sans-serif", 15).into_font().color(&BLACK), (x + 22, 12))
             .map_err(|e| e.to_string())?;
         x += 30 + 8 * name.len() as i32;
     }
-    title
-        .draw_text(
-            &format!(
-                "kafka-runtime consumer throughput vs raw rdkafka and aiokafka ({} broker, {} msgs/run, median of {} rounds, whiskers min-max){}",
-                r.broker_name,
-                si(r.messages as f64),
-                r.rounds,
-                if r.smoke { " - SMOKE RUN" } else { "" }
-            ),
-            &("sans-serif", 20).into_font().color(&BLACK),
-            (20, 15),
-        )
-        .map_err(|e| e.to_string())?;
+    title.draw_text(title_text, &("sans-serif", 20).into_font().color(&BLACK), (20, 15)).map_err(|e| e.to_string())?;
     let (left, right) = body.split_horizontally(750);
     for (area, mb, y_desc) in [(left, false, "messages / s"), (right, true, "MB / s (payload)")] {
         let value = |s: &(Stats, Stats)| if mb { s.1 } else { s.0 };
-        let top = series.iter().flat_map(|(_, v)| v.iter().flatten().map(|s| value(s).max)).fold(1.0, f64::max);
-        let n = r.sizes.len() as f64;
+        let top = series.iter().flat_map(|(_, _, v)| v.iter().flatten().map(|s| value(s).max)).fold(1.0, f64::max);
+        let n = sizes.len() as f64;
         let mut chart = ChartBuilder::on(&area)
             .margin(15)
             .x_label_area_size(20)
@@ -660,23 +849,21 @@ pub fn plot(r: &Results, path: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let k = series.len() as f64;
         let width = 0.8 / k;
-        for (i, &size) in r.sizes.iter().enumerate() {
+        for (i, size) in sizes.iter().enumerate() {
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!("{} messages", size_label(size)),
+                    size.clone(),
                     (i as f64 + 0.5, top * 1.2),
                     TextStyle::from(("sans-serif", 18).into_font()).pos(Pos::new(HPos::Center, VPos::Top)),
                 )))
                 .map_err(|e| e.to_string())?;
         }
-        for (j, (name, per_size)) in series.iter().enumerate() {
-            let color = colors[j % colors.len()];
+        for (j, (_, color, per_size)) in series.iter().enumerate() {
             let bars = per_size.iter().enumerate().filter_map(|(i, s)| {
                 let s = value(s.as_ref()?);
                 let x0 = i as f64 + 0.1 + j as f64 * width;
                 Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, s.median)], color.filled()))
             });
-            let _ = name;
             chart.draw_series(bars).map_err(|e| e.to_string())?;
             for (i, s) in per_size.iter().enumerate() {
                 let Some(s) = s.as_ref().map(value) else { continue };
@@ -697,6 +884,5 @@ pub fn plot(r: &Results, path: &Path) -> Result<(), String> {
             }
         }
     }
-    root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
