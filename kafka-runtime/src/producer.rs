@@ -1,7 +1,9 @@
 //! The producer shared by the whole process: one librdkafka client, created once, used by
 //! workers, the `start-producer` command and the app's own code.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ffi::c_void;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -12,6 +14,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::util::IntoOpaque;
 use rdkafka::Message as _;
 use serde::Serialize;
 use tokio::sync::{oneshot, Notify};
@@ -208,10 +211,19 @@ struct Stats {
 /// Partition, offset and timestamp of a delivered message.
 type Delivered = Result<(i32, i64, Option<i64>), KafkaError>;
 
-/// What the delivery callback does with a message's outcome.
-enum Pending {
-    Wait(oneshot::Sender<Delivered>),
-    Forget,
+/// Who waits for a message's delivery report: a sender, or nobody (fire and forget). Passed
+/// to librdkafka as a pointer, null for nobody, so forgetting allocates nothing.
+struct Pending(Option<Box<oneshot::Sender<Delivered>>>);
+
+impl IntoOpaque for Pending {
+    fn into_ptr(self) -> *mut c_void {
+        self.0.map_or(std::ptr::null_mut(), |sender| Box::into_raw(sender).cast())
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        // SAFETY: the pointer comes from `into_ptr`: null, or a box librdkafka hands back once.
+        Pending((!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr.cast()) }))
+    }
 }
 
 struct SharedContext {
@@ -238,9 +250,9 @@ impl ClientContext for SharedContext {
 }
 
 impl ProducerContext for SharedContext {
-    type DeliveryOpaque = Box<Pending>;
+    type DeliveryOpaque = Pending;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Pending) {
         let outcome = match result {
             Ok(message) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -248,14 +260,14 @@ impl ProducerContext for SharedContext {
             }
             Err((err, message)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                if matches!(*pending, Pending::Forget) {
+                if pending.0.is_none() {
                     self.stats.forgotten_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("producer: a message to {} was not delivered: {err}", message.topic());
                 }
                 Err(err.clone())
             }
         };
-        if let Pending::Wait(sender) = *pending {
+        if let Some(sender) = pending.0 {
             let _ = sender.send(outcome);
         }
         if self.waiting.load(Ordering::Relaxed) > 0 {
@@ -452,7 +464,7 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
     /// Sends and waits for the delivery report.
     pub async fn send(self) -> Result<DeliveryReport, SendError> {
         let (sender, receiver) = oneshot::channel();
-        let topic = self.enqueue(Pending::Wait(sender)).await?;
+        let topic = self.enqueue(Pending(Some(Box::new(sender)))).await?.into_owned();
         match receiver.await {
             Ok(Ok((partition, offset, timestamp))) => Ok(DeliveryReport { topic, partition, offset, timestamp }),
             Ok(Err(err)) => Err(SendError::Kafka(err)),
@@ -463,17 +475,21 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
     /// Queues the message and returns. A failed delivery is logged and counted in
     /// [`Producer::stats`]; [`Producer::flush`] waits for it.
     pub async fn send_and_forget(self) -> Result<(), SendError> {
-        self.enqueue(Pending::Forget).await.map(drop)
+        self.enqueue(Pending(None)).await.map(drop)
     }
 
     /// Hands the message to librdkafka, waiting for room while its queue is full. Returns
     /// the full topic name.
-    async fn enqueue(self, pending: Pending) -> Result<String, SendError> {
-        let client = self.producer.client().await?;
+    async fn enqueue(self, pending: Pending) -> Result<Cow<'a, str>, SendError> {
+        let client = match self.producer.client.get() {
+            Some(client) => client,
+            None => self.producer.client().await?,
+        };
+        let name = self.topic.name;
         let topic = match (self.topic.exact, &client.topic_prefix) {
-            (true, _) => self.topic.name.to_owned(),
-            (false, Some(prefix)) => format!("{prefix}{}", self.topic.name),
-            (false, None) => format!("{}{}", self.producer.read_defaults().topic_prefix, self.topic.name),
+            (true, _) => Cow::Borrowed(name),
+            (false, Some(prefix)) => prefixed(prefix, name),
+            (false, None) => prefixed(&self.producer.read_defaults().topic_prefix, name),
         };
         let serialized;
         let payload: &[u8] = match self.payload {
@@ -483,7 +499,7 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
                 &serialized
             }
         };
-        let mut record = BaseRecord::with_opaque_to(&topic, Box::new(pending)).payload(payload);
+        let mut record = BaseRecord::with_opaque_to(&topic, pending).payload(payload);
         if let Some(key) = self.key {
             record = record.key(key);
         }
@@ -493,26 +509,53 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
         if let Some(headers) = self.headers {
             record = record.headers(headers);
         }
-        let context = client.inner.context();
-        let started = Instant::now();
-        loop {
-            // Listen before trying, so a delivery between the attempt and the wait is not missed.
-            let room = context.room.notified();
-            match client.inner.send(record) {
-                Ok(()) => return Ok(topic),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    let left = client.queue_timeout.saturating_sub(started.elapsed());
-                    if left.is_zero() {
-                        return Err(SendError::QueueFull(client.queue_timeout));
-                    }
-                    record = returned;
-                    context.waiting.fetch_add(1, Ordering::Relaxed);
-                    // Deliveries wake us; the short sleep is a backstop, never the pacing.
-                    let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), room).await;
-                    context.waiting.fetch_sub(1, Ordering::Relaxed);
-                }
-                Err((err, _)) => return Err(SendError::Kafka(err)),
+        match client.inner.send(record) {
+            Ok(()) => {}
+            // The rare slow path lives in its own (boxed) future, so the common one stays small.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                Box::pin(wait_for_room(client, record)).await?
             }
+            Err((err, _)) => return Err(SendError::Kafka(err)),
         }
+        Ok(topic)
     }
+}
+
+/// `prefix` + `name`, borrowing `name` when there is no prefix.
+fn prefixed<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
+    if prefix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        let mut topic = String::with_capacity(prefix.len() + name.len());
+        topic.push_str(prefix);
+        topic.push_str(name);
+        Cow::Owned(topic)
+    }
+}
+
+/// Retries a message refused with a full queue, woken by deliveries, until the queue timeout.
+async fn wait_for_room(client: &Client, mut record: BaseRecord<'_, [u8], [u8], Pending>) -> Result<(), SendError> {
+    let context = client.inner.context();
+    let started = Instant::now();
+    // Counted before the retry, so a delivery landing in between still wakes us.
+    context.waiting.fetch_add(1, Ordering::Relaxed);
+    let outcome = loop {
+        let left = client.queue_timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break Err(SendError::QueueFull(client.queue_timeout));
+        }
+        // Created before the attempt: a delivery between the attempt and the wait wakes it.
+        let room = context.room.notified();
+        match client.inner.send(record) {
+            Ok(()) => break Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                // Deliveries wake us; the short sleep is a backstop, never the pacing.
+                let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), room).await;
+            }
+            Err((err, _)) => break Err(SendError::Kafka(err)),
+        }
+    };
+    context.waiting.fetch_sub(1, Ordering::Relaxed);
+    outcome
 }
