@@ -168,8 +168,8 @@ impl Loaded {
                 units.push((Arc::clone(&plan), Arc::clone(&worker), unit, label));
             }
         }
-        let embedded = match &self.global.brokers {
-            Some(_) => None,
+        let (embedded, brokers): (Option<EmbeddedCluster>, Arc<str>) = match &self.global.brokers {
+            Some(brokers) => (None, brokers.value.join(",").into()),
             None => {
                 let mut topics: Vec<String> = units
                     .iter()
@@ -177,13 +177,10 @@ impl Loaded {
                     .collect();
                 topics.sort();
                 topics.dedup();
-                Some(EmbeddedCluster::start(topics)?)
+                let cluster = EmbeddedCluster::start(topics)?;
+                let bootstrap = cluster.bootstrap_servers().into();
+                (Some(cluster), bootstrap)
             }
-        };
-        let brokers: Arc<str> = match (&self.global.brokers, &embedded) {
-            (Some(brokers), _) => brokers.value.join(",").into(),
-            (None, Some(cluster)) => cluster.bootstrap_servers().into(),
-            (None, None) => unreachable!("the embedded cluster starts when no broker is configured"),
         };
         shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
         let arguments = Arc::new(arguments.clone());
