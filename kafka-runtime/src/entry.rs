@@ -7,25 +7,9 @@ use clap::Parser;
 
 use crate::app::Loaded;
 use crate::cli::Arguments;
-use crate::error::{Error, WorkerError};
+use crate::error::Error;
+use crate::handler::IntoWorkerResult;
 use crate::shutdown::Shutdown;
-
-/// What the body of `#[kafka_main]` may return.
-pub trait SetupResult {
-    fn into_setup_result(self) -> Result<(), WorkerError>;
-}
-
-impl SetupResult for () {
-    fn into_setup_result(self) -> Result<(), WorkerError> {
-        Ok(())
-    }
-}
-
-impl<E: Into<WorkerError>> SetupResult for Result<(), E> {
-    fn into_setup_result(self) -> Result<(), WorkerError> {
-        self.map_err(Into::into)
-    }
-}
 
 /// The process entry point `#[kafka_main]` generates: parse, set up logs, run the app's
 /// setup (the body of its `main`), then the command; exit non-zero with a one-line reason
@@ -34,7 +18,8 @@ impl<E: Into<WorkerError>> SetupResult for Result<(), E> {
 pub fn run_main<F, R>(setup: F) -> ExitCode
 where
     F: Future<Output = R>,
-    R: SetupResult,
+    // The body returns what a worker may: `()` or `Result<(), E>`.
+    R: IntoWorkerResult,
 {
     let arguments = Arguments::parse();
     init_logging();
@@ -48,7 +33,7 @@ where
     let result = runtime.block_on(async {
         // The configuration is loaded first, so the setup can use the shared producer.
         let loaded = Loaded::new(&arguments)?;
-        setup.await.into_setup_result().map_err(|err| Error::Config(format!("the app's setup failed: {err}")))?;
+        setup.await.into_worker_result().map_err(|err| Error::Config(format!("the app's setup failed: {err}")))?;
         loaded.execute(&arguments, Shutdown::on_signals()).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
