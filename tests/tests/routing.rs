@@ -4,13 +4,20 @@ use std::collections::BTreeSet;
 
 use kafka_integration_tests::*;
 
+/// A fresh topic prefix, and under it one topic per name holding one message: the name.
+async fn prefixed_topics(label: &str, names: &[&str]) -> String {
+    let prefix = format!("{}-", unique(label));
+    for name in names {
+        let topic = format!("{prefix}{name}");
+        create_topics(&[&topic], 1).await;
+        produce(&topic, [Record::new(*name)]).await;
+    }
+    prefix
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prefix_and_default_topics_reach_the_worker() {
-    let prefix = format!("{}-", unique("pfx"));
-    let (own, default) = (format!("{prefix}own"), format!("{prefix}default"));
-    create_topics(&[&own, &default], 1).await;
-    produce(&own, [Record::new("to-own")]).await;
-    produce(&default, [Record::new("to-default")]).await;
+    let prefix = prefixed_topics("pfx", &["own", "default"]).await;
     let config = write_config(serde_json::json!({"kafka": {
         "topic_prefix": prefix,
         "consumer_connection_settings": fast_settings(),
@@ -24,16 +31,13 @@ async fn prefix_and_default_topics_reach_the_worker() {
     let got = wait_handled(2, |h| h.topic.starts_with(&prefix)).await;
     running.stop().await.expect("clean stop");
     let payloads: BTreeSet<&str> = got.iter().map(|h| h.payload.as_str()).collect();
-    assert_eq!(payloads, BTreeSet::from(["to-own", "to-default"]));
+    assert_eq!(payloads, BTreeSet::from(["own", "default"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn topic_groups_give_each_topic_its_own_consumer_and_group() {
-    let prefix = format!("{}-", unique("tg"));
+    let prefix = prefixed_topics("tg", &["a", "b"]).await;
     let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
-    create_topics(&[&a, &b], 1).await;
-    produce(&a, [Record::new("on-a")]).await;
-    produce(&b, [Record::new("on-b")]).await;
     let config = write_config(serde_json::json!({"kafka": {
         "topic_prefix": prefix,
         "consumer_connection_settings": fast_settings(),
