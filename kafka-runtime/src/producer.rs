@@ -381,7 +381,7 @@ impl Producer {
         let producer = Arc::clone(&client.inner);
         // Flushing blocks until the broker answers: keep it off the async threads.
         let flushed = tokio::task::spawn_blocking(move || {
-            if producer.flush(timeout).is_ok() {
+            if flush_now(&producer, timeout) {
                 return true;
             }
             let left = producer.in_flight_count();
@@ -391,7 +391,7 @@ impl Producer {
             );
             producer.purge(PurgeConfig::default().queue().inflight());
             // Purged messages get their (failed) delivery reports on the next poll.
-            let _ = producer.flush(Duration::from_secs(5));
+            flush_now(&producer, Duration::from_secs(5));
             false
         })
         .await
@@ -479,46 +479,74 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
     }
 
     /// Hands the message to librdkafka, waiting for room while its queue is full. Returns
-    /// the full topic name.
+    /// the full topic name. The common path (client ready, room in the queue) never
+    /// suspends; the rare ones live in their own boxed futures, so this one stays small.
     async fn enqueue(self, pending: Pending) -> Result<Cow<'a, str>, SendError> {
         let client = match self.producer.client.get() {
             Some(client) => client,
-            None => self.producer.client().await?,
+            None => Box::pin(self.producer.client()).await?,
         };
+        let mut record = self.prepare(client)?;
+        match record.try_send(client, pending) {
+            Ok(()) => {}
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), pending)) => {
+                Box::pin(wait_for_room(client, &mut record, pending)).await?
+            }
+            Err((err, _)) => return Err(SendError::Kafka(err)),
+        }
+        Ok(record.topic)
+    }
+
+    /// The topic with its prefix and the serialized payload.
+    fn prepare(self, client: &Client) -> Result<Prepared<'a>, SendError> {
         let name = self.topic.name;
         let topic = match (self.topic.exact, &client.topic_prefix) {
             (true, _) => Cow::Borrowed(name),
             (false, Some(prefix)) => prefixed(prefix, name),
             (false, None) => prefixed(&self.producer.read_defaults().topic_prefix, name),
         };
-        let serialized;
-        let payload: &[u8] = match self.payload {
-            Payload::Bytes(bytes) => bytes,
-            Payload::Value(value) => {
-                serialized = client.serializer.serialize(value).map_err(|err| SendError::Serialize(err.to_string()))?;
-                &serialized
-            }
+        let payload = match self.payload {
+            Payload::Bytes(bytes) => Cow::Borrowed(bytes),
+            Payload::Value(value) => Cow::Owned(
+                client.serializer.serialize(value).map_err(|err| SendError::Serialize(err.to_string()))?,
+            ),
         };
-        let mut record = BaseRecord::with_opaque_to(&topic, pending).payload(payload);
-        if let Some(key) = self.key {
-            record = record.key(key);
-        }
-        if let Some(partition) = self.partition {
-            record = record.partition(partition);
-        }
-        if let Some(headers) = self.headers {
-            record = record.headers(headers);
-        }
-        match client.inner.send(record) {
-            Ok(()) => {}
-            // The rare slow path lives in its own (boxed) future, so the common one stays small.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
-                Box::pin(wait_for_room(client, record)).await?
-            }
-            Err((err, _)) => return Err(SendError::Kafka(err)),
-        }
-        Ok(topic)
+        Ok(Prepared { topic, payload, key: self.key, partition: self.partition, headers: self.headers })
     }
+}
+
+/// A message ready for librdkafka, kept whole while it waits for room in a full queue.
+struct Prepared<'a> {
+    topic: Cow<'a, str>,
+    payload: Cow<'a, [u8]>,
+    key: Option<&'a [u8]>,
+    partition: Option<i32>,
+    headers: Option<OwnedHeaders>,
+}
+
+impl Prepared<'_> {
+    /// One attempt. On failure, the headers stay here and the pending report comes back.
+    fn try_send(&mut self, client: &Client, pending: Pending) -> Result<(), (KafkaError, Pending)> {
+        let mut record = BaseRecord::with_opaque_to(&*self.topic, pending).payload(&*self.payload);
+        record.key = self.key;
+        record.partition = self.partition;
+        record.headers = self.headers.take();
+        client.inner.send(record).map_err(|(err, record)| {
+            self.headers = record.headers;
+            (err, record.delivery_opaque)
+        })
+    }
+}
+
+/// librdkafka's own flush: it returns as soon as the last delivery report has been served by
+/// the client's polling thread. (rdkafka's `Producer::flush` polls in 100 ms steps, and with
+/// a `ThreadedProducer` the last report usually goes to the other poller, so every flush
+/// took up to 100 ms more than needed.) True when everything was delivered or failed.
+fn flush_now(producer: &ThreadedProducer<SharedContext>, timeout: Duration) -> bool {
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the pointer is the live client's; rd_kafka_flush is safe to call from any thread.
+    let code = unsafe { rdkafka_sys::rd_kafka_flush(producer.client().native_ptr(), millis) };
+    code == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
 }
 
 /// `prefix` + `name`, borrowing `name` when there is no prefix.
@@ -534,7 +562,7 @@ fn prefixed<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
 }
 
 /// Retries a message refused with a full queue, woken by deliveries, until the queue timeout.
-async fn wait_for_room(client: &Client, mut record: BaseRecord<'_, [u8], [u8], Pending>) -> Result<(), SendError> {
+async fn wait_for_room(client: &Client, record: &mut Prepared<'_>, mut pending: Pending) -> Result<(), SendError> {
     let context = client.inner.context();
     let started = Instant::now();
     // Counted before the retry, so a delivery landing in between still wakes us.
@@ -546,10 +574,10 @@ async fn wait_for_room(client: &Client, mut record: BaseRecord<'_, [u8], [u8], P
         }
         // Created before the attempt: a delivery between the attempt and the wait wakes it.
         let room = context.room.notified();
-        match client.inner.send(record) {
+        match record.try_send(client, pending) {
             Ok(()) => break Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                record = returned;
+                pending = returned;
                 // Deliveries wake us; the short sleep is a backstop, never the pacing.
                 let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), room).await;
             }
