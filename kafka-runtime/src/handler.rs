@@ -163,18 +163,22 @@ async fn run_handler<H: MessageHandler<Args>, Args>(
     mut stream: TopicStream,
     ctx: WorkerContext,
 ) -> Result<(), WorkerError> {
-    while let Some(message) = stream.next().await {
-        // Unwinding costs nothing until a handler panics; then the report names the message.
-        let failure = match AssertUnwindSafe(handler.call(message, &ctx)).catch_unwind().await {
-            Ok(Ok(())) => continue,
-            Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
-            Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
-        };
-        return Err(WorkerError::msg(format_args!(
-            "{failure}; the message was not committed and will be delivered again"
-        )));
-    }
-    Ok(())
+    // One unwind guard around the whole loop, not one per message: it costs nothing until a
+    // handler panics, and the stream, outside it, still names the message that was pending.
+    let handled = AssertUnwindSafe(async {
+        while let Some(message) = stream.next().await {
+            handler.call(message, &ctx).await?;
+        }
+        Ok::<_, WorkerError>(())
+    })
+    .catch_unwind()
+    .await;
+    let failure = match handled {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
+        Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
+    };
+    Err(WorkerError::msg(format_args!("{failure}; the message was not committed and will be delivered again")))
 }
 
 fn at(stream: &TopicStream) -> String {

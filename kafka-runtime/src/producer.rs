@@ -507,9 +507,9 @@ impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
         };
         let payload = match self.payload {
             Payload::Bytes(bytes) => Cow::Borrowed(bytes),
-            Payload::Value(value) => Cow::Owned(
-                client.serializer.serialize(value).map_err(|err| SendError::Serialize(err.to_string()))?,
-            ),
+            Payload::Value(value) => {
+                Cow::Owned(client.serializer.serialize(value).map_err(|err| SendError::Serialize(err.to_string()))?)
+            }
         };
         Ok(Prepared { topic, payload, key: self.key, partition: self.partition, headers: self.headers })
     }

@@ -1,8 +1,10 @@
 //! [`TopicStream`]: the messages of one consumer, in order, with their offsets stored as the
 //! worker moves on.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use futures_util::StreamExt as _;
 use rdkafka::consumer::MessageStream;
@@ -73,30 +75,36 @@ impl TopicStream {
     /// the process is shutting down, or the consumer hit an error it cannot recover from.
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
+        std::future::poll_fn(|cx| self.poll_receive(cx)).await
+    }
+
+    /// A waiting message comes first; the shutdown future is polled only when none is.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         loop {
             if self.shutdown.is_begun() {
-                return None;
+                return Poll::Ready(None);
             }
-            // A waiting message comes first; the shutdown future is polled only when none is.
-            let received = tokio::select! {
-                biased;
+            let received = match self.messages.poll_next_unpin(cx) {
+                Poll::Ready(Some(received)) => received,
                 // rdkafka's message stream never ends; `None` would only mean there is nothing more.
-                received = self.messages.next() => match received {
-                    Some(received) => received,
-                    None => return None,
-                },
-                _ = &mut self.stopping => return None,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    return match self.stopping.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
             };
             match received {
                 Ok(raw) => {
                     self.pending = Some(self.offsets.receipt(&self.consumer, &raw));
-                    return Some(Message::new(raw, Arc::clone(&self.consumer)));
+                    return Poll::Ready(Some(Message::new(raw, Arc::clone(&self.consumer))));
                 }
                 Err(KafkaError::MessageConsumptionFatal(code)) => {
                     let reason = format!("the consumer hit a fatal error: {code}");
                     tracing::error!(worker = &*self.label, "{reason}");
                     *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-                    return None;
+                    return Poll::Ready(None);
                 }
                 Err(err) => self.report(err),
             }
