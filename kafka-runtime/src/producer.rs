@@ -527,7 +527,7 @@ struct Prepared<'a> {
 impl Prepared<'_> {
     /// One attempt. On failure, the headers stay here and the pending report comes back.
     fn try_send(&mut self, client: &Client, pending: Pending) -> Result<(), (KafkaError, Pending)> {
-        let mut record = BaseRecord::with_opaque_to(&*self.topic, pending).payload(&*self.payload);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, pending).payload(&*self.payload);
         record.key = self.key;
         record.partition = self.partition;
         record.headers = self.headers.take();
