@@ -64,11 +64,13 @@ BENCH_BIN="$REPO/target/release/kafka-bench"
 # --- broker ------------------------------------------------------------------------------
 mkdir -p "$LOG_DIR"
 BROKER_NAME="external"
+BROKER_ARGS=()
 if [[ -n "${KAFKA_BROKERS:-}" ]]; then
-    log "broker at $KAFKA_BROKERS (external, from KAFKA_BROKERS)"
+    log "broker at $KAFKA_BROKERS (external, from KAFKA_BROKERS; its CPU is not measured)"
 else
     BROKER_NAME="$("$(install_tansu)" --version 2>&1 | head -n 1) (memory)"
     start_broker "$LOG_DIR/tansu.log"
+    BROKER_ARGS=(--broker-pid "$BROKER_PID")
 fi
 
 # --- aiokafka ----------------------------------------------------------------------------
@@ -86,4 +88,4 @@ fi
 # --- run ---------------------------------------------------------------------------------
 log "uptime: $(uptime)"
 "$BENCH_BIN" run --brokers "$KAFKA_BROKERS" --broker-name "$BROKER_NAME" \
-    --work-dir "$LOG_DIR" --out-dir "$REPO/bench/results" "${AIO_ARGS[@]}" "$@"
+    --work-dir "$LOG_DIR" --out-dir "$REPO/bench/results" "${BROKER_ARGS[@]}" "${AIO_ARGS[@]}" "$@"

@@ -71,7 +71,7 @@ impl Options {
             brokers: std::env::var("KAFKA_BROKERS").unwrap_or_default(),
             smoke: false,
             messages: 1_000_000,
-            rounds: 7,
+            rounds: 9,
             sizes: vec![100, 1024],
             aiokafka_python: None,
             aiokafka_script: here.join("aiokafka_consumer.py"),
@@ -119,6 +119,7 @@ impl Options {
                 "--out-dir" => o.out_dir = value()?.into(),
                 "--work-dir" => o.work_dir = value()?.into(),
                 "--broker-name" => o.broker_name = value()?,
+                "--broker-pid" => probe::set_broker_pid(num(&value()?)? as u32),
                 "--latency-rounds" => o.latency_rounds = num(&value()?)? as usize,
                 "--latency-linger-ms" => o.latency_linger_ms = num(&value()?)?,
                 "--latency-settings" => {
@@ -295,7 +296,10 @@ async fn run(o: Options) -> Result<(), String> {
     for round in 0..if o.runs("throughput") { o.rounds } else { 0 } {
         for &size in &o.sizes {
             let topic = &topics[&size];
-            for variant in Variant::RUST {
+            // The order rotates every round, so that no variant always runs first, or right
+            // after aiokafka, or while the broker still cleans up after the same neighbour.
+            for variant in Variant::RUST.iter().cycle().skip(round % Variant::RUST.len()).take(Variant::RUST.len()) {
+                let variant = *variant;
                 let group = unique(&format!("g-{}-{size}-r{round}", variant.key()));
                 probe::reset_throughput(o.messages, window);
                 let consume = Consume {

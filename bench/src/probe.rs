@@ -59,6 +59,70 @@ static DONE: AtomicBool = AtomicBool::new(false);
 
 static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// CPU time (clock ticks, user + system, all threads) of this process and of the broker,
+/// read at the window's start and end.
+static CPU_AT_START: Mutex<Option<Cpu>> = Mutex::new(None);
+static CPU_AT_END: Mutex<Option<Cpu>> = Mutex::new(None);
+static BROKER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[derive(Clone, Debug)]
+struct Cpu {
+    client: Option<u64>,
+    broker: Option<u64>,
+    /// Every thread of this process: (thread id, ticks).
+    threads: Vec<(u64, u64)>,
+}
+
+/// The broker process whose CPU time the throughput runs report (0: unknown).
+pub fn set_broker_pid(pid: u32) {
+    BROKER_PID.store(pid, Relaxed);
+}
+
+/// utime + stime of a process, in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// The CPU time of each thread of this process.
+fn thread_ticks() -> Vec<(u64, u64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            Some((tid, stat_ticks(&task.path().join("stat").to_string_lossy())?))
+        })
+        .collect()
+}
+
+fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn cpu_now() -> Cpu {
+    let broker = BROKER_PID.load(Relaxed);
+    Cpu {
+        client: cpu_ticks("self"),
+        broker: (broker != 0).then(|| cpu_ticks(&broker.to_string())).flatten(),
+        threads: thread_ticks(),
+    }
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
 static NOTIFY: Notify = Notify::const_new();
 
 fn done() -> &'static Notify {
@@ -121,6 +185,8 @@ fn reset() {
         counter.store(0, Relaxed);
     }
     WARM_SEEN.store(false, Relaxed);
+    *CPU_AT_START.lock().unwrap() = None;
+    *CPU_AT_END.lock().unwrap() = None;
     LATENCIES.lock().unwrap().clear();
     DONE.store(false, Relaxed);
 }
@@ -144,6 +210,7 @@ pub fn record(payload: Option<&[u8]>) {
     }
     if n == WINDOW_START.load(Relaxed) {
         ALLOCS_AT_START.store(allocations(), Relaxed);
+        *CPU_AT_START.lock().unwrap() = Some(cpu_now());
         WINDOW_START_NS.store(now_ns(), Relaxed);
         kafka_bench_window_start();
     }
@@ -151,6 +218,7 @@ pub fn record(payload: Option<&[u8]>) {
         kafka_bench_window_end();
         ALLOCS_AT_END.store(allocations(), Relaxed);
         WINDOW_END_NS.store(now_ns(), Relaxed);
+        *CPU_AT_END.lock().unwrap() = Some(cpu_now());
     }
     if n == TARGET.load(Relaxed) {
         LAST_NS.store(now_ns(), Relaxed);
@@ -209,6 +277,11 @@ pub struct Measured {
     pub window_messages: u64,
     pub window_allocations: u64,
     pub window_seconds: f64,
+    /// Cores kept busy during the window by this process (all its threads) and by the broker.
+    pub client_cores: Option<f64>,
+    pub broker_cores: Option<f64>,
+    /// The busiest single thread of this process during the window, in cores.
+    pub busiest_thread_cores: Option<f64>,
 }
 
 impl Measured {
@@ -233,6 +306,9 @@ impl Measured {
             "window_allocations": self.window_allocations,
             "allocs_per_msg": self.allocs_per_msg(),
             "window_seconds": self.window_seconds,
+            "client_cpu_cores": self.client_cores,
+            "broker_cpu_cores": self.broker_cores,
+            "busiest_thread_cores": self.busiest_thread_cores,
         })
     }
 }
@@ -243,6 +319,25 @@ pub fn measured() -> Measured {
     let (ws, we) = (WINDOW_START.load(Relaxed), WINDOW_END.load(Relaxed));
     let target = TARGET.load(Relaxed);
     let messages = COUNT.load(Relaxed).min(target);
+    let window_seconds = WINDOW_END_NS.load(Relaxed).saturating_sub(WINDOW_START_NS.load(Relaxed)) as f64 / 1e9;
+    let (start, end) = (CPU_AT_START.lock().unwrap().clone(), CPU_AT_END.lock().unwrap().clone());
+    let to_cores = |ticks: u64| (window_seconds > 0.0).then(|| ticks as f64 / ticks_per_second() / window_seconds);
+    let cores = |pick: fn(&Cpu) -> Option<u64>| {
+        let (a, b) = (pick(start.as_ref()?)?, pick(end.as_ref()?)?);
+        to_cores(b.saturating_sub(a))
+    };
+    let busiest = match (&start, &end) {
+        (Some(start), Some(end)) => end
+            .threads
+            .iter()
+            .map(|(tid, ticks)| {
+                let before = start.threads.iter().find(|(t, _)| t == tid).map_or(0, |(_, b)| *b);
+                ticks.saturating_sub(before)
+            })
+            .max()
+            .and_then(to_cores),
+        _ => None,
+    };
     Measured {
         messages,
         // Every payload of a backlog has the same size; count the bytes of `messages` of them.
@@ -250,7 +345,10 @@ pub fn measured() -> Measured {
         seconds: last.saturating_sub(first) as f64 / 1e9,
         window_messages: we.saturating_sub(ws),
         window_allocations: ALLOCS_AT_END.load(Relaxed).saturating_sub(ALLOCS_AT_START.load(Relaxed)),
-        window_seconds: WINDOW_END_NS.load(Relaxed).saturating_sub(WINDOW_START_NS.load(Relaxed)) as f64 / 1e9,
+        window_seconds,
+        client_cores: cores(|cpu| cpu.client),
+        broker_cores: cores(|cpu| cpu.broker),
+        busiest_thread_cores: busiest,
     }
 }
 

@@ -226,21 +226,26 @@ pub fn render(r: &Results) -> (String, Value) {
         t,
         "\nCONSUMER THROUGHPUT: {} msgs per run over 3 partitions, fresh group per run, timed from the first \
          message to the last;\nmedian [min - max] of {} interleaved round(s); 'x raw' = median of the per-round \
-         ratios to (d) (ratio of medians in brackets)",
+         ratios to (d) (ratio of medians in brackets);\n'client'/'thread'/'broker' = cores kept busy during the \
+         steady-state window (messages {}-{}) by the benchmark process (all its threads), by its busiest thread,\nand by \
+         the broker process ({} cores in all)",
         grouped(r.messages as f64),
-        r.rounds
+        r.rounds,
+        r.messages / 10,
+        r.messages * 9 / 10,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
     let _ = writeln!(
         t,
-        "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8} {:>15}",
-        "size", "variant", "msgs/run", "msg/s", "[min - max]", "MB/s", "x raw"
+        "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8} {:>15} {:>7} {:>8} {:>7}",
+        "size", "variant", "msgs/run", "msg/s", "[min - max]", "MB/s", "x raw", "client", "thread", "broker"
     );
     let mut json_tp = serde_json::Map::new();
     for &size in &r.sizes {
         let mut per_size = serde_json::Map::new();
         for variant in [Variant::PerMessage, Variant::Stream] {
             if let Some(row) = rust_row(r, size, variant) {
-                print_rust_row(&mut t, size, variant, &row, r.messages);
+                print_rust_row(&mut t, r, size, variant, &row);
                 per_size.insert(variant.key().into(), rust_row_json(r, size, variant, &row));
             }
             if variant == Variant::Stream {
@@ -249,7 +254,7 @@ pub fn render(r: &Results) -> (String, Value) {
             }
         }
         if let Some(row) = rust_row(r, size, Variant::Raw) {
-            print_rust_row(&mut t, size, Variant::Raw, &row, r.messages);
+            print_rust_row(&mut t, r, size, Variant::Raw, &row);
             per_size.insert(Variant::Raw.key().into(), rust_row_json(r, size, Variant::Raw, &row));
         }
         match (aio_row(r, size), &r.aiokafka_version) {
@@ -673,27 +678,47 @@ fn render_producer(t: &mut String, r: &Results, p: &ProducerResults) -> Value {
     })
 }
 
-fn print_rust_row(t: &mut String, size: usize, variant: Variant, row: &Row, messages: u64) {
+fn print_rust_row(t: &mut String, r: &Results, size: usize, variant: Variant, row: &Row) {
     let ratio = match (variant, row.ratio, row.ratio_of_medians) {
         (Variant::Raw, _, _) => "1 (baseline)".to_owned(),
         (_, Some(r), Some(m)) => format!("{:.3} ({:.3})", r.median, m),
         _ => "-".to_owned(),
     };
+    let cores = |stats: Option<Stats>| stats.map_or("-".to_owned(), |s| format!("{:.2}", s.median));
+    let (client, broker, busiest) = cpu_cores(r, size, variant);
     let _ = writeln!(
         t,
-        "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8.1} {:>15}",
+        "{:<7} {:<38} {:>9} {:>11} {:>19} {:>8.1} {:>15} {:>7} {:>8} {:>7}",
         size_label(size),
         label(variant),
-        grouped(messages as f64),
+        grouped(r.messages as f64),
         grouped(row.msgs.median),
         format!("[{} - {}]", si(row.msgs.min), si(row.msgs.max)),
         row.mbs.median,
-        ratio
+        ratio,
+        cores(client),
+        cores(busiest),
+        cores(broker)
     );
 }
 
+/// Cores kept busy during the steady-state window, by the benchmark process (client), by the
+/// broker, and by the client's busiest thread: stats over the rounds, `None` when not measured.
+fn cpu_cores(r: &Results, size: usize, variant: Variant) -> (Option<Stats>, Option<Stats>, Option<Stats>) {
+    let Some(runs) = r.rust_runs.get(&(size, variant)) else { return (None, None, None) };
+    let of = |pick: fn(&crate::probe::Measured) -> Option<f64>| {
+        let values: Vec<f64> = runs.iter().filter_map(|run| pick(&run.measured)).collect();
+        (!values.is_empty()).then(|| stats(&values))
+    };
+    (of(|m| m.client_cores), of(|m| m.broker_cores), of(|m| m.busiest_thread_cores))
+}
+
 fn rust_row_json(r: &Results, size: usize, variant: Variant, row: &Row) -> Value {
+    let (client, broker, busiest) = cpu_cores(r, size, variant);
     json!({
+        "client_cpu_cores": client.map(|s| s.json()),
+        "busiest_client_thread_cores": busiest.map(|s| s.json()),
+        "broker_cpu_cores": broker.map(|s| s.json()),
         "msgs_per_sec": row.msgs.json(),
         "mb_per_sec": row.mbs.json(),
         "ratio_to_raw_paired": row.ratio.map(|s| s.json()),
