@@ -298,7 +298,8 @@ async fn run(o: Options) -> Result<(), String> {
             let topic = &topics[&size];
             // The order rotates every round, so that no variant always runs first, or right
             // after aiokafka, or while the broker still cleans up after the same neighbour.
-            for variant in Variant::RUST.iter().cycle().skip(round % Variant::RUST.len()).take(Variant::RUST.len()) {
+            let order = Variant::THROUGHPUT;
+            for variant in order.iter().cycle().skip(round % order.len()).take(order.len()) {
                 let variant = *variant;
                 let group = unique(&format!("g-{}-{size}-r{round}", variant.key()));
                 probe::reset_throughput(o.messages, window);

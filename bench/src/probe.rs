@@ -263,6 +263,11 @@ pub async fn wait_done(timeout: Duration) -> bool {
     tokio::time::timeout(timeout, wait).await.is_ok()
 }
 
+/// True once the target count was reached.
+pub fn is_done() -> bool {
+    DONE.load(Relaxed)
+}
+
 pub fn count() -> u64 {
     COUNT.load(Relaxed)
 }

@@ -45,21 +45,28 @@ pub enum Variant {
     PerMessage,
     Stream,
     Raw,
+    /// (f) librdkafka's batch API with no Rust layer and no consumer group: what any client
+    /// could get out of this broker and machine. A reference point, not a competitor.
+    Ceiling,
 }
 
 impl Variant {
+    /// The variants measured everywhere: throughput, callgrind, RSS.
     pub const RUST: [Variant; 3] = [Variant::PerMessage, Variant::Stream, Variant::Raw];
+    /// The variants of the throughput rounds.
+    pub const THROUGHPUT: [Variant; 4] = [Variant::PerMessage, Variant::Stream, Variant::Raw, Variant::Ceiling];
 
     pub fn key(self) -> &'static str {
         match self {
             Variant::PerMessage => "framework_per_message",
             Variant::Stream => "framework_stream",
             Variant::Raw => "raw_rdkafka",
+            Variant::Ceiling => "librdkafka_batch_ceiling",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::RUST.into_iter().find(|v| v.key() == s)
+        Self::THROUGHPUT.into_iter().find(|v| v.key() == s)
     }
 }
 
@@ -92,6 +99,7 @@ pub async fn consume(variant: Variant, run: &Consume<'_>) -> Result<(), String> 
         Variant::PerMessage => framework("bench_per_message", run).await,
         Variant::Stream => framework("bench_stream", run).await,
         Variant::Raw => raw(run).await,
+        Variant::Ceiling => ceiling(run).await,
     }
 }
 
@@ -169,6 +177,75 @@ async fn raw(run: &Consume<'_>) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     if !reached {
         return Err(format!("raw: timed out after {} of the messages", probe::count()));
+    }
+    Ok(())
+}
+
+/// (f): the partitions assigned directly (no group join, so no rebalance events in the
+/// queue), then `rd_kafka_consume_batch_queue` for up to 1,024 queued messages at a time
+/// (`rd_kafka_consume_queue` waits for one when none is), each recorded and its offset
+/// stored, on a blocking thread. It skips rdkafka's per-message
+/// event, `Arc` and waker, which no per-message consumer can skip; the framework's batch
+/// style will build on the same API (per-partition queues, since a group's rebalance events
+/// share the consumer queue).
+async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    use rdkafka_sys as rdsys;
+
+    let mut config = ClientConfig::new();
+    for (key, value) in CONSUMER_SETTINGS.iter().chain(run.extra) {
+        config.set(*key, *value);
+    }
+    config.set("bootstrap.servers", run.brokers).set("group.id", run.group);
+    let consumer: BaseConsumer = config.create().map_err(|e| format!("ceiling consumer: {e}"))?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..crate::broker::PARTITIONS {
+        partitions.add_partition_offset(run.topic, partition, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&partitions).map_err(|e| format!("assign: {e}"))?;
+    let deadline = std::time::Instant::now() + run.timeout;
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: the queue and every message are destroyed before the consumer, which this
+        // closure owns.
+        unsafe {
+            let queue = rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+            let mut batch: Vec<*mut rdsys::rd_kafka_message_t> = vec![std::ptr::null_mut(); 1024];
+            while !probe::is_done() && std::time::Instant::now() < deadline {
+                // Whatever is queued, without waiting: with a timeout, the batch call waits
+                // for a full batch, which would stall the last messages of the run.
+                let mut got = rdsys::rd_kafka_consume_batch_queue(queue, 0, batch.as_mut_ptr(), batch.len());
+                if got == 0 {
+                    // Nothing queued: wait for one message (or 100 ms), then batch again.
+                    let first = rdsys::rd_kafka_consume_queue(queue, 100);
+                    if first.is_null() {
+                        continue;
+                    }
+                    batch[0] = first;
+                    got = 1;
+                }
+                for &message in &batch[..usize::try_from(got).unwrap_or(0)] {
+                    let m = &*message;
+                    if m.err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                        let payload =
+                            (!m.payload.is_null()).then(|| std::slice::from_raw_parts(m.payload.cast::<u8>(), m.len));
+                        probe::record(payload);
+                        rdsys::rd_kafka_offset_store(m.rkt, m.partition, m.offset);
+                    }
+                    rdsys::rd_kafka_message_destroy(message);
+                }
+            }
+            rdsys::rd_kafka_queue_destroy(queue);
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => eprintln!("ceiling consumer: final commit failed: {err}"),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if !probe::is_done() {
+        return Err(format!("ceiling: timed out after {} of the messages", probe::count()));
     }
     Ok(())
 }

@@ -33,31 +33,38 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if !func.sig.generics.params.is_empty() {
         fail(syn::Error::new_spanned(&func.sig.generics, "#[kafka_main] cannot be generic"));
     }
-    if let Some(err) = errors {
-        let err = err.to_compile_error();
-        // Keep a stub with the function's name, visibility and the signature a successful
-        // expansion has, so rustc adds neither "main function not found" nor, when the
-        // function has another name, "`main` defined multiple times" or "cannot find function".
-        let ItemFn { vis, sig, .. } = &func;
-        let ident = &sig.ident;
-        return quote! {
-            #vis fn #ident() -> ::std::process::ExitCode { ::std::process::ExitCode::FAILURE }
-            #err
-        };
-    }
     let ItemFn { attrs, vis, sig, block } = func;
     let ident = &sig.ident;
     let output = match &sig.output {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
     };
+    let body = quote! {
+        async move {
+            let setup: #output = async move #block.await;
+            setup
+        }
+    };
+    if let Some(err) = errors {
+        let err = err.to_compile_error();
+        // Keep a stub with the function's name, visibility and the signature a successful
+        // expansion has, so rustc adds neither "main function not found" nor, when the
+        // function has another name, "`main` defined multiple times" or "cannot find function".
+        // The body is kept (type-checked, never run), so its own errors show at the same time,
+        // unless it names parameters or generics the stub cannot have.
+        let body = (sig.inputs.is_empty() && sig.generics.params.is_empty()).then(|| quote!(let _ = #body;));
+        return quote! {
+            #vis fn #ident() -> ::std::process::ExitCode {
+                #body
+                ::std::process::ExitCode::FAILURE
+            }
+            #err
+        };
+    }
     quote! {
         #(#attrs)*
         #vis fn #ident() -> ::std::process::ExitCode {
-            ::kafka_runtime::__private::run_main(async move {
-                let setup: #output = async move #block.await;
-                setup
-            })
+            ::kafka_runtime::__private::run_main(#body)
         }
     }
 }
