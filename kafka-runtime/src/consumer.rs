@@ -1,16 +1,17 @@
 //! The Kafka consumer behind each worker: its client settings, its rebalance handling
 //! (commit on revoke) and the offset store that marks a message as done.
 
-use std::ffi::CString;
-use std::sync::Arc;
+use std::ffi::{c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::task::AtomicWaker;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::Message as _;
 use rdkafka::TopicPartitionList;
 use rdkafka_sys as rdsys;
 
@@ -33,11 +34,18 @@ pub(crate) const EMBEDDED_SETTINGS: &[(&str, &str)] = &[("fetch.wait.max.ms", "1
 pub(crate) const DEFAULT_SETTINGS: &[(&str, &str)] =
     &[("auto.offset.reset", "earliest"), ("fetch.queue.backoff.ms", "10")];
 
-/// Logs what the client reports, naming the worker, and commits stored offsets before
-/// partitions are taken away.
+/// Logs what the client reports, naming the worker, commits stored offsets before
+/// partitions are taken away, and gives every assigned partition its own queue.
 pub(crate) struct WorkerConsumerContext {
     pub(crate) label: Arc<str>,
     pub(crate) brokers: Arc<str>,
+    pub(crate) partitions: PartitionQueues,
+}
+
+impl WorkerConsumerContext {
+    pub(crate) fn new(label: Arc<str>, brokers: Arc<str>) -> Self {
+        Self { label, brokers, partitions: PartitionQueues::default() }
+    }
 }
 
 impl ClientContext for WorkerConsumerContext {
@@ -77,10 +85,12 @@ impl ConsumerContext for WorkerConsumerContext {
                 // Handlers run between polls, so every finished message is already stored:
                 // commit them before another member takes the partitions over.
                 tracing::info!(worker = &*self.label, "partitions revoked: {}", describe(partitions));
+                self.partitions.remove(partitions);
                 commit_stored(consumer, &self.label, "on revoke");
             }
             Rebalance::Error(err) => tracing::warn!(worker = &*self.label, "rebalance error: {err}"),
-            Rebalance::Assign(_) => {}
+            // Before librdkafka starts fetching them, so no message goes to the shared queue.
+            Rebalance::Assign(partitions) => self.partitions.add(consumer, partitions),
         }
     }
 
@@ -177,12 +187,13 @@ impl OffsetStore {
     /// object per topic, the same one our handle holds, so the topic is found by address;
     /// the name is compared only if that ever misses. (Holding the handle keeps the object,
     /// so its address cannot be reused by another topic.)
-    pub(crate) fn receipt(&mut self, consumer: &WorkerConsumer, message: &BorrowedMessage<'_>) -> Receipt {
-        let object = message.topic_ptr();
+    pub(crate) fn receipt(&mut self, consumer: &WorkerConsumer, message: &rdsys::rd_kafka_message_t) -> Receipt {
+        let object = message.rkt;
         let index = match self.topics.iter().position(|handle| handle.native == object) {
             Some(index) => index,
             None => {
-                let name = message.topic();
+                // SAFETY: a consumed message's topic handle lives as long as the message.
+                let name = unsafe { crate::message::topic_name(object) };
                 match self.topics.iter().position(|handle| &*handle.name == name) {
                     Some(index) => index,
                     None => {
@@ -192,7 +203,7 @@ impl OffsetStore {
                 }
             }
         };
-        Receipt { topic: index, partition: message.partition(), offset: message.offset() }
+        Receipt { topic: index, partition: message.partition, offset: message.offset }
     }
 
     pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
@@ -234,5 +245,143 @@ impl Drop for TopicHandle {
             // SAFETY: created by `rd_kafka_topic_new` and destroyed once.
             unsafe { rdsys::rd_kafka_topic_destroy(self.native) }
         }
+    }
+}
+
+/// The queues of the assigned partitions, split off the consumer's shared queue so that the
+/// worker can take their messages in batches (`rd_kafka_consume_batch_queue`) instead of one
+/// rdkafka event at a time. Rebalance events stay on the shared queue, which the worker still
+/// polls: taking them in a batch call would make librdkafka answer them itself, bypassing the
+/// commit on revoke. Each queue wakes the worker when it turns non-empty.
+pub(crate) struct PartitionQueues {
+    assigned: Mutex<Assigned>,
+    /// Set when partitions were revoked and the worker has not yet dropped what it buffered
+    /// of them.
+    revoked_pending: AtomicBool,
+    /// Wakes the worker's task; the queues' callbacks point at it.
+    pub(crate) waker: Arc<AtomicWaker>,
+    /// False once the worker's stream is gone: partitions assigned after that stay on the
+    /// shared queue, and no queue outlives the reader.
+    reading: AtomicBool,
+}
+
+#[derive(Default)]
+pub(crate) struct Assigned {
+    pub(crate) queues: Vec<PartitionQueue>,
+    /// Revoked since the worker last looked, even if assigned again since: what it buffered
+    /// of them is stale either way (librdkafka fetches them again from the last commit).
+    pub(crate) revoked: Vec<(String, i32)>,
+}
+
+impl Default for PartitionQueues {
+    fn default() -> Self {
+        Self {
+            assigned: Mutex::new(Assigned::default()),
+            revoked_pending: AtomicBool::new(false),
+            waker: Arc::new(AtomicWaker::new()),
+            reading: AtomicBool::new(true),
+        }
+    }
+}
+
+/// One partition's queue, owned: its wake-up callback is removed and the handle destroyed on drop.
+pub(crate) struct PartitionQueue {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) native: *mut rdsys::rd_kafka_queue_t,
+}
+
+// SAFETY: librdkafka queues are thread-safe; the handle is owned and destroyed once.
+unsafe impl Send for PartitionQueue {}
+
+impl Drop for PartitionQueue {
+    fn drop(&mut self) {
+        // SAFETY: a live handle from `rd_kafka_queue_get_partition`. The callback goes first:
+        // the partition's queue lives on inside librdkafka, and must not wake a freed waker.
+        unsafe {
+            rdsys::rd_kafka_queue_cb_event_enable(self.native, None, std::ptr::null_mut());
+            rdsys::rd_kafka_queue_destroy(self.native);
+        }
+    }
+}
+
+/// Called by librdkafka (from its own threads) when a partition queue turns non-empty.
+unsafe extern "C" fn wake_worker(_client: *mut rdsys::rd_kafka_t, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the `AtomicWaker` of `PartitionQueues`, which outlives the callback
+    // (removed before the queue handle is destroyed, and the context outlives the client).
+    let waker = unsafe { &*opaque.cast::<AtomicWaker>() };
+    waker.wake();
+}
+
+impl PartitionQueues {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Assigned> {
+        self.assigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The partitions revoked since the last call, if any.
+    pub(crate) fn take_revoked(&self) -> Option<Vec<(String, i32)>> {
+        if !self.revoked_pending.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        Some(std::mem::take(&mut self.lock().revoked))
+    }
+
+    fn add(&self, consumer: &BaseConsumer<WorkerConsumerContext>, partitions: &TopicPartitionList) {
+        if !self.reading.load(Ordering::Acquire) {
+            return;
+        }
+        let mut assigned = self.lock();
+        for element in partitions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            if assigned.queues.iter().any(|q| q.topic == topic && q.partition == partition) {
+                continue;
+            }
+            let Ok(c_topic) = CString::new(topic) else { continue };
+            // SAFETY: a live client; the returned handle is owned by the `PartitionQueue`.
+            let native = unsafe {
+                rdsys::rd_kafka_queue_get_partition(consumer.client().native_ptr(), c_topic.as_ptr(), partition)
+            };
+            if native.is_null() {
+                // Its messages then come through the shared queue, in order all the same.
+                continue;
+            }
+            // SAFETY: live handle; the waker outlives the callback (see `wake_worker`).
+            unsafe {
+                rdsys::rd_kafka_queue_forward(native, std::ptr::null_mut());
+                rdsys::rd_kafka_queue_cb_event_enable(
+                    native,
+                    Some(wake_worker),
+                    Arc::as_ptr(&self.waker).cast_mut().cast(),
+                );
+            }
+            assigned.queues.push(PartitionQueue { topic: topic.to_owned(), partition, native });
+        }
+        drop(assigned);
+        // A queue that was not empty when split will not call back: let the worker look.
+        self.waker.wake();
+    }
+
+    fn remove(&self, partitions: &TopicPartitionList) {
+        let removed: Vec<PartitionQueue> = {
+            let mut assigned = self.lock();
+            let revoked: Vec<(String, i32)> =
+                partitions.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            let (gone, kept) = std::mem::take(&mut assigned.queues)
+                .into_iter()
+                .partition(|q| revoked.iter().any(|(t, p)| *t == q.topic && *p == q.partition));
+            assigned.queues = kept;
+            assigned.revoked.extend(revoked);
+            gone
+        };
+        self.revoked_pending.store(true, Ordering::Release);
+        drop(removed);
+    }
+
+    /// The reader is gone: destroys every queue (they must not outlive the client) and
+    /// splits off no more.
+    pub(crate) fn close(&self) {
+        self.reading.store(false, Ordering::Release);
+        let closed = std::mem::take(&mut self.lock().queues);
+        drop(closed);
     }
 }

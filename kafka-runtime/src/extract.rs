@@ -1,7 +1,6 @@
 //! Extractors: typed views of a message that a per-message handler takes as arguments.
 //! A payload that cannot be decoded is an error for that message, never a panic.
 
-use rdkafka::message::Headers as _;
 use serde::de::DeserializeOwned;
 
 use crate::context::WorkerContext;
@@ -60,10 +59,7 @@ impl Headers {
 
 impl FromMessageParts for Headers {
     fn from_message_parts(message: &Message, _ctx: &WorkerContext) -> Result<Self, WorkerError> {
-        let headers = message
-            .headers()
-            .map(|headers| headers.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default();
+        let headers = message.headers().map(|(name, value)| (name.to_owned(), value.map(<[u8]>::to_vec))).collect();
         Ok(Headers(headers))
     }
 }

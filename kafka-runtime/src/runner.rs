@@ -73,7 +73,7 @@ pub(crate) async fn run_consumers(
 /// One consumer from subscription to close. Returns the reason it failed.
 async fn run_consumer(planned: PlannedConsumer, shutdown: Shutdown, drain_timeout: Duration) -> Result<(), String> {
     let label = Arc::clone(&planned.label);
-    let context = WorkerConsumerContext { label: Arc::clone(&label), brokers: Arc::clone(&planned.brokers) };
+    let context = WorkerConsumerContext::new(Arc::clone(&label), Arc::clone(&planned.brokers));
     let consumer = subscribe(&planned.client_config, context, &planned.subscription)
         .map_err(|err| format!("worker `{label}`: cannot start its consumer: {err}"))?;
     let consumer = Arc::new(consumer);

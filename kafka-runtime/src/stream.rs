@@ -1,18 +1,21 @@
 //! [`TopicStream`]: the messages of one consumer, in order, with their offsets stored as the
 //! worker moves on.
 
+use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt as _;
+use rdkafka::consumer::Consumer as _;
 use rdkafka::consumer::MessageStream;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka_sys as rdsys;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::consumer::{OffsetStore, Receipt, WorkerConsumer, WorkerConsumerContext};
-use crate::message::Message;
+use crate::message::{Message, NativeMessage};
 use crate::shutdown::Shutdown;
 
 /// The stream a worker reads its messages from.
@@ -25,12 +28,19 @@ use crate::shutdown::Shutdown;
 /// [`next`](Self::next) returns `None` once the process is shutting down: finish the current
 /// message, then return from the worker.
 pub struct TopicStream {
-    // Field order matters: the store's topic handles and the message stream borrow from the
-    // consumer, so they must be dropped before it.
+    // Field order matters: the buffered messages, the store's topic handles, the shared
+    // queue's handle and the message stream belong to the consumer, so they are dropped
+    // before it.
+    /// Messages taken in a batch from the partition queues, handed out one at a time.
+    buffered: VecDeque<NativeMessage>,
+    /// Where the next batch starts, so that no partition waits behind the others.
+    next_partition: usize,
     offsets: OffsetStore,
     pending: Option<Receipt>,
-    /// Kept across messages: `StreamConsumer::recv` would register a waker slot (two lock
-    /// round trips) for every message.
+    /// The consumer's shared queue (rebalances, errors), to see cheaply whether it has events.
+    shared_queue: SharedQueue,
+    /// Polls the shared queue through rdkafka, which runs the rebalance callbacks. Kept
+    /// across messages: `StreamConsumer::recv` would register a waker slot every time.
     messages: MessageStream<'static, WorkerConsumerContext>,
     consumer: Arc<WorkerConsumer>,
     shutdown: Shutdown,
@@ -38,6 +48,31 @@ pub struct TopicStream {
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     failure: Arc<Mutex<Option<String>>>,
     label: Arc<str>,
+}
+
+/// How many messages one batch takes from the partition queues at most. Rebalance events are
+/// still seen before every message (see `poll_receive`).
+const BATCH: usize = 1024;
+
+/// An owned handle to the consumer's shared queue.
+struct SharedQueue(*mut rdsys::rd_kafka_queue_t);
+
+// SAFETY: librdkafka queues are thread-safe; the handle is owned and destroyed once.
+unsafe impl Send for SharedQueue {}
+unsafe impl Sync for SharedQueue {}
+
+impl SharedQueue {
+    fn has_events(&self) -> bool {
+        // SAFETY: a live handle.
+        unsafe { rdsys::rd_kafka_queue_length(self.0) > 0 }
+    }
+}
+
+impl Drop for SharedQueue {
+    fn drop(&mut self) {
+        // SAFETY: from `rd_kafka_queue_get_consumer`, destroyed once.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.0) }
+    }
 }
 
 /// Where the worker stands, for error messages.
@@ -68,7 +103,21 @@ impl TopicStream {
                 consumer.stream(),
             )
         };
-        Self { offsets: OffsetStore::new(), pending: None, messages, consumer, shutdown, stopping, failure, label }
+        // SAFETY: a live client; the handle is destroyed before the consumer (field order).
+        let shared_queue = SharedQueue(unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) });
+        Self {
+            buffered: VecDeque::with_capacity(BATCH),
+            next_partition: 0,
+            offsets: OffsetStore::new(),
+            pending: None,
+            shared_queue,
+            messages,
+            consumer,
+            shutdown,
+            stopping,
+            failure,
+            label,
+        }
     }
 
     /// Stores the offset of the previous message, then waits for the next one. `None` means
@@ -78,37 +127,98 @@ impl TopicStream {
         std::future::poll_fn(|cx| self.poll_receive(cx)).await
     }
 
-    /// A waiting message comes first; the shutdown future is polled only when none is.
+    /// A buffered message is handed out at once, unless the shared queue has events: those
+    /// (a rebalance above all) are served first, as a per-message poll would. An empty buffer
+    /// is refilled from the partition queues; the shutdown future is polled only when there
+    /// is nothing to hand out.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         loop {
             if self.shutdown.is_begun() {
                 return Poll::Ready(None);
             }
-            let received = match self.messages.poll_next_unpin(cx) {
-                Poll::Ready(Some(received)) => received,
-                // rdkafka's message stream never ends; `None` would only mean there is nothing more.
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => {
+            if self.buffered.is_empty() || self.shared_queue.has_events() {
+                // Registered before looking, so a message arriving in between wakes us.
+                self.consumer.context().partitions.waker.register(cx.waker());
+                match self.messages.poll_next_unpin(cx) {
+                    // A partition whose queue could not be split off.
+                    Poll::Ready(Some(Ok(raw))) => {
+                        // SAFETY: the message is live while `raw` is.
+                        self.pending = Some(self.offsets.receipt(&self.consumer, unsafe { &*raw.ptr() }));
+                        return Poll::Ready(Some(Message::polled(raw, Arc::clone(&self.consumer))));
+                    }
+                    Poll::Ready(Some(Err(KafkaError::MessageConsumptionFatal(code)))) => {
+                        let reason = format!("the consumer hit a fatal error: {code}");
+                        tracing::error!(worker = &*self.label, "{reason}");
+                        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                        return Poll::Ready(None);
+                    }
+                    Poll::Ready(Some(Err(err))) => {
+                        self.report(err);
+                        continue;
+                    }
+                    // rdkafka's message stream never ends; `None` would only mean there is nothing more.
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => {}
+                }
+                self.forget_revoked();
+                if self.buffered.is_empty() && !self.refill() {
                     return match self.stopping.as_mut().poll(cx) {
                         Poll::Ready(()) => Poll::Ready(None),
                         Poll::Pending => Poll::Pending,
-                    }
+                    };
                 }
-            };
-            match received {
-                Ok(raw) => {
-                    self.pending = Some(self.offsets.receipt(&self.consumer, &raw));
-                    return Poll::Ready(Some(Message::new(raw, Arc::clone(&self.consumer))));
+            }
+            let Some(raw) = self.buffered.pop_front() else { continue };
+            let fields = raw.fields();
+            if fields.err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                self.report_partition_error(&raw);
+                continue;
+            }
+            self.pending = Some(self.offsets.receipt(&self.consumer, fields));
+            return Poll::Ready(Some(Message::native(raw, Arc::clone(&self.consumer))));
+        }
+    }
+
+    /// Takes up to [`BATCH`] messages from the partition queues, each queue's in order,
+    /// starting with a different partition every time. False if every queue was empty.
+    fn refill(&mut self) -> bool {
+        let assigned = self.consumer.context().partitions.lock();
+        let queues = &assigned.queues;
+        if queues.is_empty() {
+            return false;
+        }
+        let mut batch = [std::ptr::null_mut::<rdsys::rd_kafka_message_t>(); BATCH];
+        let start = self.next_partition % queues.len();
+        self.next_partition = start + 1;
+        for queue in queues[start..].iter().chain(&queues[..start]) {
+            let room = BATCH - self.buffered.len();
+            if room == 0 {
+                break;
+            }
+            // SAFETY: a live queue; the call fills at most `room` slots with owned messages
+            // and waits for nothing (timeout 0).
+            let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, batch.as_mut_ptr(), room) };
+            for &message in &batch[..usize::try_from(taken).unwrap_or(0)] {
+                // SAFETY: each message is owned by us from here on.
+                if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
+                    self.buffered.push_back(message);
                 }
-                Err(KafkaError::MessageConsumptionFatal(code)) => {
-                    let reason = format!("the consumer hit a fatal error: {code}");
-                    tracing::error!(worker = &*self.label, "{reason}");
-                    *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-                    return Poll::Ready(None);
-                }
-                Err(err) => self.report(err),
             }
         }
+        !self.buffered.is_empty()
+    }
+
+    /// After a rebalance took partitions away, drops what was buffered of them: whoever owns
+    /// them now (this worker too, if they came back) reads them again from the last commit.
+    /// The other partitions' buffered messages stay: librdkafka has moved past them.
+    fn forget_revoked(&mut self) {
+        let Some(revoked) = self.consumer.context().partitions.take_revoked() else { return };
+        self.buffered.retain(|message| {
+            let fields = message.fields();
+            // SAFETY: the message, and so its topic handle, is live.
+            let topic = unsafe { crate::message::topic_name(fields.rkt) };
+            !revoked.iter().any(|(t, p)| *p == fields.partition && t == topic)
+        });
     }
 
     /// Marks the last message returned by [`next`](Self::next) as done now, instead of when
@@ -142,6 +252,26 @@ impl TopicStream {
         Position { topic: self.offsets.topic(receipt).to_owned(), partition: receipt.partition, offset: receipt.offset }
     }
 
+    fn report_partition_error(&self, message: &NativeMessage) {
+        let fields = message.fields();
+        let code: RDKafkaErrorCode = fields.err.into();
+        // SAFETY: the message, and so its topic handle, is live.
+        let topic = unsafe { crate::message::topic_name(fields.rkt) };
+        match code {
+            RDKafkaErrorCode::PartitionEOF => {}
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => tracing::warn!(
+                worker = &*self.label,
+                "{topic} partition {}: {code}; the worker waits for the topic to be created",
+                fields.partition
+            ),
+            _ => tracing::warn!(
+                worker = &*self.label,
+                "consumer error on {topic} partition {}: {code}",
+                fields.partition
+            ),
+        }
+    }
+
     fn report(&self, err: KafkaError) {
         let label = &*self.label;
         match err.rdkafka_error_code() {
@@ -150,5 +280,12 @@ impl TopicStream {
             }
             _ => tracing::warn!(worker = label, "consumer error: {err}"),
         }
+    }
+}
+
+impl Drop for TopicStream {
+    fn drop(&mut self) {
+        // Nobody reads the partition queues any more: they go now, before the client.
+        self.consumer.context().partitions.close();
     }
 }
