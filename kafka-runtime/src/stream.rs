@@ -179,8 +179,10 @@ impl TopicStream {
         }
     }
 
-    /// Takes up to [`BATCH`] messages from the partition queues, each queue's in order,
-    /// starting with a different partition every time. False if every queue was empty.
+    /// Takes up to [`BATCH`] messages from the partition queues, each queue's in order. Every
+    /// partition gets an equal share first, so that none waits behind another's backlog;
+    /// what is left of the batch goes to whoever has more, starting with a different
+    /// partition every time. False if every queue was empty.
     fn refill(&mut self) -> bool {
         let assigned = self.consumer.context().partitions.lock();
         let queues = &assigned.queues;
@@ -190,19 +192,25 @@ impl TopicStream {
         let mut batch = [std::ptr::null_mut::<rdsys::rd_kafka_message_t>(); BATCH];
         let start = self.next_partition % queues.len();
         self.next_partition = start + 1;
-        for queue in queues[start..].iter().chain(&queues[..start]) {
-            let room = BATCH - self.buffered.len();
-            if room == 0 {
-                break;
-            }
-            // SAFETY: a live queue; the call fills at most `room` slots with owned messages
-            // and waits for nothing (timeout 0).
-            let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, batch.as_mut_ptr(), room) };
-            for &message in &batch[..usize::try_from(taken).unwrap_or(0)] {
-                // SAFETY: each message is owned by us from here on.
-                if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
-                    self.buffered.push_back(message);
+        let share = (BATCH / queues.len()).max(1);
+        for limit in [share, BATCH] {
+            for queue in queues[start..].iter().chain(&queues[..start]) {
+                let room = (BATCH - self.buffered.len()).min(limit);
+                if room == 0 {
+                    continue;
                 }
+                // SAFETY: a live queue; the call fills at most `room` slots with owned
+                // messages and waits for nothing (timeout 0).
+                let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, batch.as_mut_ptr(), room) };
+                for &message in &batch[..usize::try_from(taken).unwrap_or(0)] {
+                    // SAFETY: each message is owned by us from here on.
+                    if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
+                        self.buffered.push_back(message);
+                    }
+                }
+            }
+            if self.buffered.len() == BATCH || queues.len() == 1 {
+                break;
             }
         }
         !self.buffered.is_empty()

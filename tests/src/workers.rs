@@ -26,6 +26,16 @@ pub async fn per_message(msg: Message, ctx: WorkerContext) -> Result<(), WorkerE
     Ok(())
 }
 
+/// Per-message handler that records every message, then pauses for the app setting
+/// `handler_delay_ms` (none without it): a worker still busy with a backlog.
+#[kafka_worker(name = "it_paced")]
+pub async fn paced(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    record(&ctx, &msg);
+    let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    Ok(())
+}
+
 /// Stream worker that records every message.
 #[kafka_worker(name = "it_stream")]
 pub async fn stream(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
@@ -40,16 +50,18 @@ pub struct Doc {
     pub id: u64,
 }
 
-/// Typed handler: decodes JSON, records the id as the payload.
+/// Typed handler: decodes JSON, records key, id and the `trace` header (`-` without one)
+/// as the payload.
 #[kafka_worker(name = "it_json")]
-pub async fn json(Json(doc): Json<Doc>, key: Key, ctx: WorkerContext) -> Result<(), WorkerError> {
+pub async fn json(Json(doc): Json<Doc>, key: Key, headers: Headers, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let trace = headers.get("trace").map_or("-".into(), String::from_utf8_lossy);
     record_handled(Handled {
         worker: ctx.name().to_owned(),
         group: ctx.group().to_owned(),
         topic: ctx.topics().join(","),
         partition: -1,
         offset: -1,
-        payload: format!("{}:{}", key.0.unwrap_or_default(), doc.id),
+        payload: format!("{}:{}:{trace}", key.0.unwrap_or_default(), doc.id),
     });
     Ok(())
 }

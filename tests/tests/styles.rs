@@ -51,17 +51,28 @@ async fn stream_worker_handles_each_message_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn typed_payloads_and_keys_are_decoded() {
+async fn typed_payloads_keys_and_headers_are_decoded() {
     let topic = unique("json");
     create_topics(&[&topic], 1).await;
-    produce(&topic, documents(1, 20)).await;
+    // Odd ids carry a `trace` header (after another one), even ids none.
+    produce(
+        &topic,
+        documents(1, 20).zip(1..).map(|(mut record, id)| {
+            if id % 2 == 1 {
+                record.headers = vec![("other".into(), "x".into()), ("trace".into(), format!("t{id}"))];
+            }
+            record
+        }),
+    )
+    .await;
     let config = config();
     let running =
         InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_json", "--topics", &topic]);
     let got = wait_handled(20, |h| h.topic == topic).await;
     running.stop().await.expect("clean stop");
     let ids: BTreeSet<String> = got.iter().map(|h| h.payload.clone()).collect();
-    let expected: BTreeSet<String> = (1..=20).map(|id| format!("k{id}:{id}")).collect();
+    let expected: BTreeSet<String> =
+        (1..=20).map(|id| if id % 2 == 1 { format!("k{id}:{id}:t{id}") } else { format!("k{id}:{id}:-") }).collect();
     assert_eq!(ids, expected);
 }
 
@@ -147,24 +158,41 @@ async fn start_consumers_runs_both_styles_side_by_side() {
 #[test]
 fn workers_from_every_linked_crate_are_registered() {
     let names: Vec<&str> = kafka_runtime::registered_workers().unwrap().iter().map(|w| w.name).collect();
-    for name in ["es", "default", "it_per_message", "it_stream", "it_json", "it_panics", "it_slow"] {
+    for name in ["es", "default", "it_per_message", "it_stream", "it_json", "it_panics", "it_slow", "it_paced"] {
         assert!(names.contains(&name), "{name} is missing from {names:?}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebalance_commits_on_revoke_and_loses_nothing() {
+    rebalance_loses_nothing(None).await;
+}
+
+/// Cooperative rebalancing takes away only some partitions: what the worker buffered of the
+/// others must stay, and what it buffered of the revoked ones must go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cooperative_rebalance_loses_and_repeats_nothing() {
+    rebalance_loses_nothing(Some("cooperative-sticky")).await;
+}
+
+async fn rebalance_loses_nothing(strategy: Option<&str>) {
     let topic = unique("rebalance");
     let group = unique("group");
     create_topics(&[&topic], 4).await;
-    produce(&topic, (0..2000).map(|n| Record::new(format!("m{n}")))).await;
+    // A backlog the first member is still working through (1 ms a message) when the second
+    // joins, so that it has messages buffered when partitions are revoked.
+    produce(&topic, (0..4000).map(|n| Record::new(format!("m{n}")))).await;
     // Two members of one group: two config entries naming the same function by its path.
     let member = |name: &str| {
-        serde_json::json!({"name": name, "path": "kafka_integration_tests::workers::per_message",
+        serde_json::json!({"name": name, "path": "kafka_integration_tests::workers::paced",
                            "group": group, "topics": [topic]})
     };
-    let config = write_config(serde_json::json!({"kafka": {
-        "consumer_connection_settings": fast_settings(),
+    let mut settings = fast_settings();
+    if let Some(strategy) = strategy {
+        settings["partition.assignment.strategy"] = strategy.into();
+    }
+    let config = write_config(serde_json::json!({"handler_delay_ms": 1, "kafka": {
+        "consumer_connection_settings": settings,
         "consumer": {"workers": [member("member_a"), member("member_b")]}
     }}));
     let config = config.display().to_string();
@@ -175,7 +203,7 @@ async fn a_rebalance_commits_on_revoke_and_loses_nothing() {
     // shared out again.
     let second = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "member_b"]);
     // Keep messages coming until the second member has handled one of them.
-    let mut total = 2000;
+    let mut total = 4000;
     loop {
         produce(&topic, (total..total + 100).map(|n| Record::new(format!("m{n}")))).await;
         total += 100;
