@@ -194,6 +194,8 @@ impl TopicStream {
         self.next_partition = start + 1;
         let share = (BATCH / queues.len()).max(1);
         for limit in [share, BATCH] {
+            // Whether some queue filled its whole share, and so may hold more.
+            let mut more = false;
             for queue in queues[start..].iter().chain(&queues[..start]) {
                 let room = (BATCH - self.buffered.len()).min(limit);
                 if room == 0 {
@@ -202,14 +204,16 @@ impl TopicStream {
                 // SAFETY: a live queue; the call fills at most `room` slots with owned
                 // messages and waits for nothing (timeout 0).
                 let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, batch.as_mut_ptr(), room) };
-                for &message in &batch[..usize::try_from(taken).unwrap_or(0)] {
+                let taken = usize::try_from(taken).unwrap_or(0);
+                more |= taken == room;
+                for &message in &batch[..taken] {
                     // SAFETY: each message is owned by us from here on.
                     if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
                         self.buffered.push_back(message);
                     }
                 }
             }
-            if self.buffered.len() == BATCH || queues.len() == 1 {
+            if !more || self.buffered.len() == BATCH || queues.len() == 1 {
                 break;
             }
         }
