@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka_sys as rdsys;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::consumer::{OffsetStore, Receipt, WorkerConsumer, WorkerConsumerContext};
+use crate::consumer::{OffsetStore, PartitionQueue, Receipt, WorkerConsumer, WorkerConsumerContext};
 use crate::message::{Message, NativeMessage};
 use crate::shutdown::Shutdown;
 
@@ -35,6 +35,8 @@ pub struct TopicStream {
     buffered: VecDeque<NativeMessage>,
     /// Where the next batch starts, so that no partition waits behind the others.
     next_partition: usize,
+    /// Scratch for `refill`: where each queue's share sits in the batch (first, taken, full).
+    runs: Vec<(usize, usize, bool)>,
     offsets: OffsetStore,
     pending: Option<Receipt>,
     /// The consumer's shared queue (rebalances, errors), to see cheaply whether it has events.
@@ -53,6 +55,15 @@ pub struct TopicStream {
 /// How many messages one batch takes from the partition queues at most. Rebalance events are
 /// still seen before every message (see `poll_receive`).
 const BATCH: usize = 1024;
+
+/// Moves up to `into.len()` queued messages of `queue` into `into`, without waiting; returns
+/// how many. The caller owns them from then on.
+fn take_from(queue: &PartitionQueue, into: &mut [*mut rdsys::rd_kafka_message_t]) -> usize {
+    // SAFETY: a live queue; librdkafka fills at most `into.len()` slots and waits for nothing
+    // (timeout 0).
+    let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, into.as_mut_ptr(), into.len()) };
+    usize::try_from(taken).unwrap_or(0)
+}
 
 /// An owned handle to the consumer's shared queue.
 struct SharedQueue(*mut rdsys::rd_kafka_queue_t);
@@ -108,6 +119,7 @@ impl TopicStream {
         Self {
             buffered: VecDeque::with_capacity(BATCH),
             next_partition: 0,
+            runs: Vec::new(),
             offsets: OffsetStore::new(),
             pending: None,
             shared_queue,
@@ -180,9 +192,10 @@ impl TopicStream {
     }
 
     /// Takes up to [`BATCH`] messages from the partition queues, each queue's in order. Every
-    /// partition gets an equal share first, so that none waits behind another's backlog;
-    /// what is left of the batch goes to whoever has more, starting with a different
-    /// partition every time. False if every queue was empty.
+    /// partition gets an equal share first, handed out interleaved (one message of each in
+    /// turn), so that none waits behind another's backlog; what is left of the batch goes to
+    /// whoever has more. The first partition changes every time. False if every queue was
+    /// empty.
     fn refill(&mut self) -> bool {
         let assigned = self.consumer.context().partitions.lock();
         let queues = &assigned.queues;
@@ -193,28 +206,40 @@ impl TopicStream {
         let start = self.next_partition % queues.len();
         self.next_partition = start + 1;
         let share = (BATCH / queues.len()).max(1);
-        for limit in [share, BATCH] {
-            // Whether some queue filled its whole share, and so may hold more.
-            let mut more = false;
-            for queue in queues[start..].iter().chain(&queues[..start]) {
-                let room = (BATCH - self.buffered.len()).min(limit);
-                if room == 0 {
-                    continue;
-                }
-                // SAFETY: a live queue; the call fills at most `room` slots with owned
-                // messages and waits for nothing (timeout 0).
-                let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.native, 0, batch.as_mut_ptr(), room) };
-                let taken = usize::try_from(taken).unwrap_or(0);
-                more |= taken == room;
-                for &message in &batch[..taken] {
+        let rotation = || queues[start..].iter().chain(&queues[..start]);
+        // First pass: each queue's share lands in its own run of `batch`.
+        self.runs.clear();
+        let mut used = 0;
+        for queue in rotation() {
+            let room = share.min(BATCH - used);
+            if room == 0 {
+                break;
+            }
+            let taken = take_from(queue, &mut batch[used..used + room]);
+            self.runs.push((used, taken, taken == room));
+            used += taken;
+        }
+        let longest = self.runs.iter().map(|&(_, taken, _)| taken).max().unwrap_or(0);
+        for index in 0..longest {
+            for &(first, taken, _) in &self.runs {
+                if index < taken {
                     // SAFETY: each message is owned by us from here on.
-                    if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
-                        self.buffered.push_back(message);
-                    }
+                    self.buffered.extend(unsafe { NativeMessage::from_ptr(batch[first + index]) });
                 }
             }
-            if !more || self.buffered.len() == BATCH || queues.len() == 1 {
-                break;
+        }
+        // Second pass: the rest of the batch to the queues that filled their share.
+        if queues.len() > 1 && self.runs.iter().any(|&(_, _, full)| full) {
+            for queue in rotation() {
+                let room = BATCH - self.buffered.len();
+                if room == 0 {
+                    break;
+                }
+                let taken = take_from(queue, &mut batch[..room]);
+                for &message in &batch[..taken] {
+                    // SAFETY: each message is owned by us from here on.
+                    self.buffered.extend(unsafe { NativeMessage::from_ptr(message) });
+                }
             }
         }
         !self.buffered.is_empty()

@@ -181,7 +181,7 @@ async fn rebalance_loses_nothing(strategy: Option<&str>) {
     create_topics(&[&topic], 4).await;
     // A backlog the first member is still working through (1 ms a message) when the second
     // joins, so that it has messages buffered when partitions are revoked.
-    produce(&topic, (0..4000).map(|n| Record::new(format!("m{n}")))).await;
+    produce(&topic, (0..8000).map(|n| Record::new(format!("m{n}")))).await;
     // Two members of one group: two config entries naming the same function by its path.
     let member = |name: &str| {
         serde_json::json!({"name": name, "path": "kafka_integration_tests::workers::paced",
@@ -203,7 +203,7 @@ async fn rebalance_loses_nothing(strategy: Option<&str>) {
     // shared out again.
     let second = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "member_b"]);
     // Keep messages coming until the second member has handled one of them.
-    let mut total = 4000;
+    let mut total = 8000;
     loop {
         produce(&topic, (total..total + 100).map(|n| Record::new(format!("m{n}")))).await;
         total += 100;
