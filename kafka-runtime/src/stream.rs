@@ -65,7 +65,8 @@ fn take_from(queue: &PartitionQueue, into: &mut [*mut rdsys::rd_kafka_message_t]
     usize::try_from(taken).unwrap_or(0)
 }
 
-/// An owned handle to the consumer's shared queue.
+/// An owned handle to the consumer's shared queue (null if librdkafka gave none: a consumer
+/// without a group, which the runtime never creates).
 struct SharedQueue(*mut rdsys::rd_kafka_queue_t);
 
 // SAFETY: librdkafka queues are thread-safe; the handle is owned and destroyed once.
@@ -74,15 +75,17 @@ unsafe impl Sync for SharedQueue {}
 
 impl SharedQueue {
     fn has_events(&self) -> bool {
-        // SAFETY: a live handle.
-        unsafe { rdsys::rd_kafka_queue_length(self.0) > 0 }
+        // SAFETY: a live handle when not null.
+        !self.0.is_null() && unsafe { rdsys::rd_kafka_queue_length(self.0) > 0 }
     }
 }
 
 impl Drop for SharedQueue {
     fn drop(&mut self) {
-        // SAFETY: from `rd_kafka_queue_get_consumer`, destroyed once.
-        unsafe { rdsys::rd_kafka_queue_destroy(self.0) }
+        if !self.0.is_null() {
+            // SAFETY: from `rd_kafka_queue_get_consumer`, destroyed once.
+            unsafe { rdsys::rd_kafka_queue_destroy(self.0) }
+        }
     }
 }
 
