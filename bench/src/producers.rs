@@ -220,38 +220,16 @@ struct Timed {
 async fn framework_awaited(topic: &str, payload: &[u8], messages: u64, window: usize) -> Result<Timed, String> {
     let topic_name = topic.to_owned();
     let topic = &topic_name;
-    let mut in_flight = Window::new(window);
-    let (mut sent, mut done, mut queued) = (0u64, 0u64, 0.0);
-    let allocs = probe::allocations();
-    let started = Instant::now();
-    let mut check = |result: Result<kafka_runtime::DeliveryReport, kafka_runtime::SendError>| match result {
+    let mut first = true;
+    let check = |result: Result<kafka_runtime::DeliveryReport, kafka_runtime::SendError>| {
+        let report = result.map_err(|err| format!("framework send: {err}"))?;
         // Checked once: the topic is not prefixed, so the right topic is measured.
-        Ok(report) if done == 0 && report.topic != *topic => Err(format!("delivered to {}, not {topic}", report.topic)),
-        Ok(_) => {
-            done += 1;
-            Ok(())
+        if std::mem::take(&mut first) && report.topic != *topic {
+            return Err(format!("delivered to {}, not {topic}", report.topic));
         }
-        Err(err) => Err(format!("framework send: {err}")),
+        Ok(())
     };
-    while sent < messages || in_flight.len() > 0 {
-        while sent < messages && in_flight.len() < window {
-            sent += 1;
-            if let Some(result) = in_flight.push(producer().message_bytes(topic, payload).send()) {
-                check(result)?;
-            }
-            if sent == messages {
-                queued = started.elapsed().as_secs_f64();
-            }
-        }
-        if let Some(result) = in_flight.next().await {
-            check(result)?;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    if done != messages {
-        return Err(format!("framework awaited: {done} of {messages} delivered"));
-    }
-    Ok(Timed { seconds, queued, allocs: probe::allocations() - allocs })
+    awaited("framework awaited", messages, window, || producer().message_bytes(topic, payload).send(), check).await
 }
 
 /// (p-raw-a): `FutureProducer::send`, awaited, the same window.
@@ -262,23 +240,31 @@ async fn raw_future(
     messages: u64,
     window: usize,
 ) -> Result<Timed, String> {
+    let send = || producer.send(FutureRecord::<(), [u8]>::to(topic).payload(payload), QUEUE_TIMEOUT);
+    let check = |result: rdkafka::producer::future_producer::OwnedDeliveryResult| {
+        result.map(drop).map_err(|(err, _)| format!("raw FutureProducer send: {err}"))
+    };
+    awaited("raw FutureProducer", messages, window, send, check).await
+}
+
+/// Sends `messages` with `send`, `window` awaited at once, and checks every delivery.
+async fn awaited<F: Future>(
+    name: &str,
+    messages: u64,
+    window: usize,
+    mut send: impl FnMut() -> F,
+    mut check: impl FnMut(F::Output) -> Result<(), String>,
+) -> Result<Timed, String> {
     let mut in_flight = Window::new(window);
     let (mut sent, mut done, mut queued) = (0u64, 0u64, 0.0);
     let allocs = probe::allocations();
     let started = Instant::now();
-    let mut check = |result: rdkafka::producer::future_producer::OwnedDeliveryResult| match result {
-        Ok(_) => {
-            done += 1;
-            Ok(())
-        }
-        Err((err, _)) => Err(format!("raw FutureProducer send: {err}")),
-    };
     while sent < messages || in_flight.len() > 0 {
         while sent < messages && in_flight.len() < window {
             sent += 1;
-            let record = FutureRecord::<(), [u8]>::to(topic).payload(payload);
-            if let Some(result) = in_flight.push(producer.send(record, QUEUE_TIMEOUT)) {
+            if let Some(result) = in_flight.push(send()) {
                 check(result)?;
+                done += 1;
             }
             if sent == messages {
                 queued = started.elapsed().as_secs_f64();
@@ -286,11 +272,12 @@ async fn raw_future(
         }
         if let Some(result) = in_flight.next().await {
             check(result)?;
+            done += 1;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     if done != messages {
-        return Err(format!("raw FutureProducer: {done} of {messages} delivered"));
+        return Err(format!("{name}: {done} of {messages} delivered"));
     }
     Ok(Timed { seconds, queued, allocs: probe::allocations() - allocs })
 }

@@ -139,13 +139,26 @@ async fn framework(worker: &str, run: &Consume<'_>) -> Result<(), String> {
     Ok(())
 }
 
-async fn raw(run: &Consume<'_>) -> Result<(), String> {
+/// The client settings of the raw consumers (d) and (f): the framework's, written out.
+fn raw_config(run: &Consume<'_>) -> ClientConfig {
     let mut config = ClientConfig::new();
     for (key, value) in CONSUMER_SETTINGS.iter().chain(run.extra) {
         config.set(*key, *value);
     }
     config.set("bootstrap.servers", run.brokers).set("group.id", run.group);
-    let consumer: StreamConsumer = config.create().map_err(|e| format!("raw consumer: {e}"))?;
+    config
+}
+
+/// Commits what a raw consumer stored; nothing to commit is not an error.
+fn final_commit<C: rdkafka::consumer::ConsumerContext>(consumer: &impl Consumer<C>, name: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => eprintln!("{name}: final commit failed: {err}"),
+    }
+}
+
+async fn raw(run: &Consume<'_>) -> Result<(), String> {
+    let consumer: StreamConsumer = raw_config(run).create().map_err(|e| format!("raw consumer: {e}"))?;
     consumer.subscribe(&[run.topic]).map_err(|e| format!("subscribe: {e}"))?;
     let consumer = Arc::new(consumer);
     let looping = Arc::clone(&consumer);
@@ -167,10 +180,7 @@ async fn raw(run: &Consume<'_>) -> Result<(), String> {
     task.abort();
     let _ = task.await;
     tokio::task::spawn_blocking(move || {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => eprintln!("raw consumer: final commit failed: {err}"),
-        }
+        final_commit(&*consumer, "raw consumer");
         drop(consumer);
     })
     .await
@@ -193,12 +203,7 @@ async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
     use rdkafka::{Offset, TopicPartitionList};
     use rdkafka_sys as rdsys;
 
-    let mut config = ClientConfig::new();
-    for (key, value) in CONSUMER_SETTINGS.iter().chain(run.extra) {
-        config.set(*key, *value);
-    }
-    config.set("bootstrap.servers", run.brokers).set("group.id", run.group);
-    let consumer: BaseConsumer = config.create().map_err(|e| format!("ceiling consumer: {e}"))?;
+    let consumer: BaseConsumer = raw_config(run).create().map_err(|e| format!("ceiling consumer: {e}"))?;
     let mut partitions = TopicPartitionList::new();
     for partition in 0..crate::broker::PARTITIONS {
         partitions.add_partition_offset(run.topic, partition, Offset::Beginning).map_err(|e| e.to_string())?;
@@ -237,10 +242,7 @@ async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
             }
             rdsys::rd_kafka_queue_destroy(queue);
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => eprintln!("ceiling consumer: final commit failed: {err}"),
-        }
+        final_commit(&consumer, "ceiling consumer");
     })
     .await
     .map_err(|e| e.to_string())?;
