@@ -1,67 +1,7 @@
-//! Errors: what a worker returns ([`WorkerError`]) and what the runtime reports ([`Error`]).
+//! [`Error`]: what the runtime reports when a command cannot run or a worker stops.
 
 use std::error::Error as StdError;
 use std::fmt;
-
-/// The error a worker or handler returns. Any error type converts into it with `?`, and so do
-/// `String` and `&str`.
-pub struct WorkerError {
-    inner: Box<dyn StdError + Send + Sync + 'static>,
-}
-
-impl WorkerError {
-    /// An error with just a message.
-    pub fn msg(message: impl fmt::Display) -> Self {
-        Self { inner: message.to_string().into() }
-    }
-
-    /// The underlying error, for downcasting.
-    pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        &*self.inner
-    }
-}
-
-impl<E> From<E> for WorkerError
-where
-    E: Into<Box<dyn StdError + Send + Sync + 'static>>,
-{
-    fn from(err: E) -> Self {
-        Self { inner: err.into() }
-    }
-}
-
-impl fmt::Display for WorkerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.inner)?;
-        let mut source = self.inner.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for WorkerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.inner, f)
-    }
-}
-
-/// A payload that could not be decoded into the type a handler asked for.
-#[derive(Debug)]
-pub struct DecodeError {
-    pub(crate) what: &'static str,
-    pub(crate) reason: String,
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot decode the {}: {}", self.what, self.reason)
-    }
-}
-
-impl StdError for DecodeError {}
 
 /// What the runtime reports when a command cannot run or a worker stops with an error.
 /// Its `Display` is the one-line reason the process prints before exiting non-zero.
@@ -73,8 +13,6 @@ pub enum Error {
     UnknownWorker { name: String, registered: Vec<String> },
     /// A feature that is not supported yet.
     Unsupported(String),
-    /// The Kafka client could not be created or used.
-    Kafka { context: String, source: rdkafka::error::KafkaError },
     /// One or more workers stopped with an error.
     WorkersFailed(Vec<String>),
     /// Messages given to the producer were not delivered.
@@ -93,7 +31,6 @@ impl fmt::Display for Error {
             Error::UnknownWorker { name, registered } => {
                 write!(f, "unknown worker `{name}`; registered workers: {}", registered.join(", "))
             }
-            Error::Kafka { context, source } => write!(f, "{context}: {source}"),
             Error::WorkersFailed(failures) => write!(f, "{}", failures.join("; ")),
         }
     }

@@ -24,41 +24,37 @@
 //! ```
 //!
 //! `cargo run -- start-consumers --consumer-worker es default` then runs both workers. See the
-//! README for the command line, the configuration layers and the delivery guarantees.
+//! README for the command line, the configuration layers, the delivery guarantees and the
+//! architecture: `app` (commands), `config` (layers and client settings), `worker` (what a
+//! function becomes), `consume` (a message's way in), `dispatch` (its way to a handler) and
+//! `produce` (the way out).
 
 mod app;
-pub mod cli;
 pub mod config;
-mod consumer;
-mod context;
+mod consume;
+mod dispatch;
 mod embedded;
-mod entry;
 mod error;
-pub mod extract;
-mod handler;
-mod listing;
-mod message;
+mod ffi;
+mod logging;
 mod produce;
-mod producer;
-mod registry;
-mod runner;
-mod serialize;
-mod shutdown;
-mod stream;
+mod worker;
 
+pub use app::cli;
+pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
-pub use context::WorkerContext;
+pub use consume::{Message, TopicStream};
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
-pub use error::{DecodeError, Error, WorkerError};
-pub use handler::{FromMessage, FromMessageParts, IntoWorker, IntoWorkerResult, MessageHandler, WorkerStyle};
-pub use message::Message;
-pub use producer::{
-    producer, DeliveryReport, OutgoingMessage, Producer, ProducerSetup, ProducerStats, SendError, Topic,
-};
-pub use registry::registered as registered_workers;
-pub use serialize::Serializer;
-pub use shutdown::Shutdown;
-pub use stream::TopicStream;
+pub use error::Error;
+pub use produce::outgoing::{OutgoingMessage, Topic};
+pub use produce::producer::{producer, DeliveryReport, Producer, ProducerSetup, ProducerStats, SendError};
+pub use produce::serialize::Serializer;
+pub use worker::context::WorkerContext;
+pub use worker::error::{DecodeError, WorkerError};
+pub use worker::extract;
+pub use worker::handler::{FromMessage, FromMessageParts, IntoWorker, IntoWorkerResult, MessageHandler, WorkerStyle};
+pub use worker::registry::registered as registered_workers;
+pub use worker::state::{running_workers, WorkerStatus};
 
 /// Re-exported so apps can use the same client version without adding it.
 pub use rdkafka;
@@ -87,11 +83,11 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__submit_worker as submit_worker;
-    pub use crate::entry::run_main;
-    pub use crate::handler::{into_worker, Worker};
-    pub use crate::registry::WorkerRegistration;
+    pub use crate::app::entry::run_main;
+    pub use crate::worker::handler::{into_worker, Worker};
+    pub use crate::worker::registry::WorkerRegistration;
     #[cfg(feature = "linkme")]
-    pub use crate::registry::WORKERS;
+    pub use crate::worker::registry::WORKERS;
     pub use inventory;
     #[cfg(feature = "linkme")]
     pub use linkme;

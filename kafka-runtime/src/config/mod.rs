@@ -1,10 +1,16 @@
-//! Configuration: the config.json file and the merge of every layer.
+//! Configuration: the config.json file (`file`), the layers merged over it with the source of
+//! every value (`layers`), each worker's merged configuration (`plan`), and the librdkafka
+//! settings of every client the runtime creates (`client`).
 
+pub(crate) mod client;
 mod file;
-mod merge;
+mod layers;
+mod plan;
 
+pub use client::{is_secret, RESERVED_SETTINGS};
 pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
-pub use merge::{
-    catalog, effective_settings, is_secret, path_matches, plan_worker, CatalogEntry, CliLayer, ConsumerUnit, EnvLayer,
-    GlobalSettings, Source, Sourced, Subscription, WorkerOverrides, WorkerPlan, RESERVED_SETTINGS,
+pub use layers::{CliLayer, EnvLayer, GlobalSettings, Source, Sourced};
+pub use plan::{
+    catalog, effective_settings, merge_worker_config, path_matches, CatalogEntry, ConsumerSpec, Subscription,
+    WorkerConfig, WorkerOverrides,
 };

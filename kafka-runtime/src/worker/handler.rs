@@ -8,16 +8,13 @@
 //! Both return `()` or `Result<(), E>` for any error `E`.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::context::WorkerContext;
-use futures_util::FutureExt as _;
-
-use crate::error::{panic_message, WorkerError};
-use crate::message::Message;
-use crate::stream::TopicStream;
+use super::context::WorkerContext;
+use super::error::WorkerError;
+use crate::consume::{Message, TopicStream};
+use crate::dispatch::per_message;
 
 /// Builds a value from the message, by reference. Implemented by [`WorkerContext`] and by
 /// the extractors in [`crate::extract`]; usable in any argument position but the first
@@ -152,37 +149,9 @@ where
         let handler = Arc::new(self);
         Worker {
             style: WorkerStyle::PerMessage,
-            run: Box::new(move |stream, ctx| Box::pin(run_handler(Arc::clone(&handler), stream, ctx))),
+            run: Box::new(move |stream, ctx| Box::pin(per_message::run(Arc::clone(&handler), stream, ctx))),
         }
     }
-}
-
-/// The per-message loop: one message at a time, offset stored after success.
-async fn run_handler<H: MessageHandler<Args>, Args>(
-    handler: Arc<H>,
-    mut stream: TopicStream,
-    ctx: WorkerContext,
-) -> Result<(), WorkerError> {
-    // One unwind guard around the whole loop, not one per message: it costs nothing until a
-    // handler panics, and the stream, outside it, still names the message that was pending.
-    let handled = AssertUnwindSafe(async {
-        while let Some(message) = stream.next().await {
-            handler.call(message, &ctx).await?;
-        }
-        Ok::<_, WorkerError>(())
-    })
-    .catch_unwind()
-    .await;
-    let failure = match handled {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
-        Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
-    };
-    Err(WorkerError::msg(format_args!("{failure}; the message was not committed and will be delivered again")))
-}
-
-fn at(stream: &TopicStream) -> String {
-    stream.pending_position().map(|p| format!(" at {p}")).unwrap_or_default()
 }
 
 macro_rules! impl_stream_worker {

@@ -1,96 +1,17 @@
-//! Merges the layers, lowest first: macro attributes, config.json, environment, command
-//! line. Every value keeps the layer it came from, for `config` to show.
+//! One worker's configuration: which startable workers exist (registered functions, and
+//! config.json entries naming one by `path`), and each one's layers merged into a
+//! [`WorkerConfig`], with the consumers it runs ([`ConsumerSpec`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use super::file::{split_list, ConfigFile, Settings, WorkerEntry};
-use crate::consumer::{DEFAULT_SETTINGS, EMBEDDED_SETTINGS, ENFORCED_SETTINGS};
+use super::client::ClientSettings;
+use super::file::{ConfigFile, WorkerEntry};
+use super::layers::{pick, GlobalSettings, Source, Sourced};
 use crate::error::Error;
-use crate::handler::WorkerStyle;
-use crate::registry::WorkerRegistration;
-
-/// Where a value came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Source {
-    /// The runtime's default.
-    Default,
-    /// The `#[kafka_worker]` attribute.
-    Macro,
-    /// config.json.
-    File,
-    /// An environment variable.
-    Env(&'static str),
-    /// A command-line option.
-    Cli,
-    /// Forced by the runtime for at-least-once delivery.
-    Enforced,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::Macro => f.write_str("macro"),
-            Source::File => f.write_str("config.json"),
-            Source::Env(var) => write!(f, "env {var}"),
-            Source::Cli => f.write_str("command line"),
-            Source::Enforced => f.write_str("enforced"),
-        }
-    }
-}
-
-/// A value and the layer it came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub source: Source,
-}
-
-impl<T> Sourced<T> {
-    pub fn new(value: T, source: Source) -> Self {
-        Self { value, source }
-    }
-}
-
-/// Folds layers given lowest first: the last one that has a value wins.
-fn pick<T>(layers: impl IntoIterator<Item = (Option<T>, Source)>) -> Option<Sourced<T>> {
-    layers.into_iter().filter_map(|(value, source)| value.map(|v| Sourced::new(v, source))).last()
-}
-
-/// The environment layer.
-#[derive(Debug, Default, Clone)]
-pub struct EnvLayer {
-    pub brokers: Option<String>,
-    pub topic_prefix: Option<String>,
-    pub drain_timeout_ms: Option<String>,
-}
-
-impl EnvLayer {
-    pub const BROKERS: &'static str = "KAFKA_BROKERS";
-    pub const TOPIC_PREFIX: &'static str = "KAFKA_TOPIC_PREFIX";
-    pub const DRAIN_TIMEOUT_MS: &'static str = "KAFKA_DRAIN_TIMEOUT_MS";
-
-    pub fn from_process() -> Self {
-        let var = |name| std::env::var(name).ok();
-        Self {
-            brokers: var(Self::BROKERS).filter(|s| !s.trim().is_empty()),
-            topic_prefix: var(Self::TOPIC_PREFIX),
-            drain_timeout_ms: var(Self::DRAIN_TIMEOUT_MS).filter(|s| !s.trim().is_empty()),
-        }
-    }
-}
-
-/// The global command-line options.
-#[derive(Debug, Default, Clone)]
-pub struct CliLayer {
-    pub brokers: Option<Vec<String>>,
-    pub topic_prefix: Option<String>,
-    pub drain_timeout_ms: Option<u64>,
-}
+use crate::worker::handler::WorkerStyle;
+use crate::worker::registry::WorkerRegistration;
 
 /// `start-consumer`'s per-worker options.
 #[derive(Debug, Default, Clone)]
@@ -98,54 +19,6 @@ pub struct WorkerOverrides {
     pub topics: Option<Vec<String>>,
     pub regex_topic: Option<String>,
     pub group: Option<String>,
-}
-
-/// Settings that apply to the whole process.
-#[derive(Debug, Clone)]
-pub struct GlobalSettings {
-    /// `None`: no broker configured anywhere, so the embedded mock cluster is used.
-    pub brokers: Option<Sourced<Vec<String>>>,
-    pub topic_prefix: Sourced<String>,
-    pub drain_timeout: Sourced<Duration>,
-}
-
-const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-impl GlobalSettings {
-    pub fn merge(file: &ConfigFile, env: &EnvLayer, cli: &CliLayer) -> Result<Self, Error> {
-        let kafka = &file.kafka;
-        let brokers = pick([
-            (kafka.brokers.clone(), Source::File),
-            (env.brokers.as_deref().map(split_list), Source::Env(EnvLayer::BROKERS)),
-            (cli.brokers.clone(), Source::Cli),
-        ])
-        .filter(|brokers| !brokers.value.is_empty());
-        let topic_prefix = pick([
-            (kafka.topic_prefix.clone(), Source::File),
-            (env.topic_prefix.clone(), Source::Env(EnvLayer::TOPIC_PREFIX)),
-            (cli.topic_prefix.clone(), Source::Cli),
-        ])
-        .unwrap_or_else(|| Sourced::new(String::new(), Source::Default));
-        let env_drain = match &env.drain_timeout_ms {
-            None => None,
-            Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
-                Error::Config(format!("{}={text:?} is not a number of milliseconds", EnvLayer::DRAIN_TIMEOUT_MS))
-            })?),
-        };
-        let drain_timeout = pick([
-            (kafka.consumer.drain_timeout_ms, Source::File),
-            (env_drain, Source::Env(EnvLayer::DRAIN_TIMEOUT_MS)),
-            (cli.drain_timeout_ms, Source::Cli),
-        ])
-        .map(|ms| Sourced::new(Duration::from_millis(ms.value), ms.source))
-        .unwrap_or_else(|| Sourced::new(DEFAULT_DRAIN_TIMEOUT, Source::Default));
-        Ok(Self { brokers, topic_prefix, drain_timeout })
-    }
-
-    /// Adds the prefix to a topic name.
-    pub fn prefixed(&self, topic: &str) -> String {
-        format!("{}{topic}", self.topic_prefix.value)
-    }
 }
 
 /// A worker's subscription before the prefix is added.
@@ -158,7 +31,7 @@ pub enum Subscription {
 
 /// Everything known about one worker once the layers are merged.
 #[derive(Debug, Clone, Serialize)]
-pub struct WorkerPlan {
+pub struct WorkerConfig {
     pub name: String,
     pub rust_path: &'static str,
     pub style: WorkerStyle,
@@ -175,13 +48,13 @@ pub struct WorkerPlan {
 
 /// One consumer of a worker: `{topic}` groups give one per topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerUnit {
+pub struct ConsumerSpec {
     pub group: String,
     /// Prefixed topic names, or one `^pattern`.
     pub subscription: Vec<String>,
 }
 
-impl WorkerPlan {
+impl WorkerConfig {
     /// What the worker subscribes to: prefixed topics with the defaults added, or one
     /// `^pattern` with the (escaped) prefix in front.
     pub fn subscription_with_prefix(&self) -> Vec<String> {
@@ -207,7 +80,7 @@ impl WorkerPlan {
     }
 
     /// The consumers to start for this worker.
-    pub fn consumers(&self) -> Result<Vec<ConsumerUnit>, Error> {
+    pub fn consumers(&self) -> Result<Vec<ConsumerSpec>, Error> {
         let subscription = self.subscription_with_prefix();
         if subscription.is_empty() {
             return Err(Error::Config(format!(
@@ -218,7 +91,7 @@ impl WorkerPlan {
         }
         let group = &self.group.value;
         if !group.contains("{topic}") {
-            return Ok(vec![ConsumerUnit { group: group.clone(), subscription }]);
+            return Ok(vec![ConsumerSpec { group: group.clone(), subscription }]);
         }
         if matches!(self.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_))) {
             return Err(Error::Config(format!(
@@ -228,7 +101,7 @@ impl WorkerPlan {
         }
         Ok(subscription
             .into_iter()
-            .map(|topic| ConsumerUnit { group: group.replace("{topic}", &topic), subscription: vec![topic] })
+            .map(|topic| ConsumerSpec { group: group.replace("{topic}", &topic), subscription: vec![topic] })
             .collect())
     }
 }
@@ -240,12 +113,6 @@ pub struct CatalogEntry<'a> {
     pub name: &'a str,
     pub registration: &'static WorkerRegistration,
     pub entry: Option<&'a WorkerEntry>,
-}
-
-impl fmt::Debug for WorkerRegistration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerRegistration").field("name", &self.name).field("rust_path", &self.rust_path).finish()
-    }
 }
 
 /// Does a config.json `path` name this Rust function? Accepts the full path, the path
@@ -291,13 +158,13 @@ pub fn catalog<'a>(
 }
 
 /// Merges one worker's layers.
-pub fn plan_worker(
+pub fn merge_worker_config(
     worker: &CatalogEntry<'_>,
     style: WorkerStyle,
     file: &ConfigFile,
     global: &GlobalSettings,
     overrides: &WorkerOverrides,
-) -> WorkerPlan {
+) -> WorkerConfig {
     let registration = worker.registration;
     let entry = worker.entry;
     let macro_subscription = match (registration.regex_topic, registration.topics) {
@@ -322,29 +189,12 @@ pub fn plan_worker(
     ])
     .unwrap_or_else(|| Sourced::new(worker.name.to_owned(), Source::Default));
 
-    let mut client_settings = BTreeMap::new();
-    let embedded = if global.brokers.is_none() { EMBEDDED_SETTINGS } else { &[] };
-    for (key, value) in DEFAULT_SETTINGS.iter().chain(embedded) {
-        client_settings.insert((*key).to_owned(), Sourced::new((*value).to_owned(), Source::Default));
-    }
-    let mut add_file_settings = |settings: &Settings| {
-        for (key, value) in settings {
-            if let Some((_, instead)) = RESERVED_SETTINGS.iter().find(|(reserved, _)| reserved == key) {
-                tracing::warn!("worker `{}`: client setting `{key}` in config.json is ignored; {instead}", worker.name);
-                continue;
-            }
-            client_settings.insert(key.clone(), Sourced::new(value.0.clone(), Source::File));
-        }
-    };
-    add_file_settings(&file.kafka.consumer_connection_settings);
-    if let Some(entry) = entry {
-        add_file_settings(&entry.connection_settings);
-    }
-    for (key, value) in ENFORCED_SETTINGS {
-        client_settings.insert((*key).to_owned(), Sourced::new((*value).to_owned(), Source::Enforced));
-    }
+    let mut layers = vec![&file.kafka.consumer_connection_settings];
+    layers.extend(entry.map(|entry| &entry.connection_settings));
+    let client_settings =
+        ClientSettings::consumer(global.brokers.is_none(), &layers, &format!("worker `{}`", worker.name)).into_map();
 
-    WorkerPlan {
+    WorkerConfig {
         name: worker.name.to_owned(),
         rust_path: registration.rust_path,
         style,
@@ -355,21 +205,6 @@ pub fn plan_worker(
         client_settings,
     }
 }
-
-/// Settings whose values are never printed.
-pub fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key", "token"]
-        .iter()
-        .any(|needle| key.contains(needle))
-}
-
-/// Keys the runtime sets itself; giving them in client settings has no effect.
-pub const RESERVED_SETTINGS: &[(&str, &str)] = &[
-    ("group.id", "set the worker's `group` instead"),
-    ("bootstrap.servers", "set `kafka.brokers`, KAFKA_BROKERS or --brokers instead"),
-    ("metadata.broker.list", "set `kafka.brokers`, KAFKA_BROKERS or --brokers instead"),
-];
 
 /// The app settings handed to workers: config.json with the effective kafka values.
 pub fn effective_settings(file: &ConfigFile, global: &GlobalSettings) -> serde_json::Value {
@@ -388,6 +223,8 @@ pub fn effective_settings(file: &ConfigFile, global: &GlobalSettings) -> serde_j
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{CliLayer, EnvLayer};
+    use std::time::Duration;
     use std::path::Path;
 
     fn registration(
@@ -409,11 +246,11 @@ mod tests {
         ConfigFile::parse(text, Path::new("config.json")).unwrap().0
     }
 
-    fn plan(file: &ConfigFile, env: &EnvLayer, cli: &CliLayer, overrides: &WorkerOverrides) -> WorkerPlan {
+    fn plan(file: &ConfigFile, env: &EnvLayer, cli: &CliLayer, overrides: &WorkerOverrides) -> WorkerConfig {
         let registered = [registration("es", &["macro-topic"], Some("macro-group"))];
         let (catalog, _) = catalog(&registered, file);
         let global = GlobalSettings::merge(file, env, cli).unwrap();
-        plan_worker(&catalog[0], WorkerStyle::PerMessage, file, &global, overrides)
+        merge_worker_config(&catalog[0], WorkerStyle::PerMessage, file, &global, overrides)
     }
 
     #[test]
@@ -522,9 +359,9 @@ mod tests {
         assert_eq!(
             units,
             vec![
-                ConsumerUnit { group: "g-p-a".into(), subscription: vec!["p-a".into()] },
-                ConsumerUnit { group: "g-p-b".into(), subscription: vec!["p-b".into()] },
-                ConsumerUnit { group: "g-p-d".into(), subscription: vec!["p-d".into()] },
+                ConsumerSpec { group: "g-p-a".into(), subscription: vec!["p-a".into()] },
+                ConsumerSpec { group: "g-p-b".into(), subscription: vec!["p-b".into()] },
+                ConsumerSpec { group: "g-p-d".into(), subscription: vec!["p-d".into()] },
             ]
         );
     }
@@ -543,7 +380,7 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("`nobody`"), "{warnings:?}");
         let global = GlobalSettings::merge(&file, &EnvLayer::default(), &CliLayer::default()).unwrap();
-        let alias = plan_worker(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default());
+        let alias = merge_worker_config(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default());
         assert_eq!(alias.subscription_with_prefix(), vec!["other"]);
         assert_eq!(alias.group, Sourced::new("alias".to_owned(), Source::Default));
     }
@@ -555,12 +392,5 @@ mod tests {
         assert!(path_matches("app::workers::handler", "app.workers.handler"));
         assert!(path_matches("app::workers::handler", "crate::workers::handler"));
         assert!(!path_matches("app::workers::handler", "handler"));
-    }
-
-    #[test]
-    fn secrets_are_recognised() {
-        assert!(is_secret("sasl.password"));
-        assert!(is_secret("ssl.key.password"));
-        assert!(!is_secret("session.timeout.ms"));
     }
 }

@@ -4,8 +4,8 @@
 //! A crate that nothing in the binary references is not linked, and its workers are not
 //! collected: starting an unknown name is therefore an error that lists the registered ones.
 
+use super::handler::Worker;
 use crate::error::Error;
-use crate::handler::Worker;
 
 /// One `#[kafka_worker]`, as the macro wrote it down.
 #[doc(hidden)]
@@ -60,4 +60,10 @@ pub fn registered() -> Result<Vec<&'static WorkerRegistration>, Error> {
         )));
     }
     Ok(all)
+}
+
+impl std::fmt::Debug for WorkerRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerRegistration").field("name", &self.name).field("rust_path", &self.rust_path).finish()
+    }
 }

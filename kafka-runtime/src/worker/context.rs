@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::cli::Arguments;
-use crate::config::WorkerPlan;
+use crate::app::cli::Arguments;
+use crate::config::WorkerConfig;
 
 /// The worker's effective settings, the command-line options and the app's whole merged
 /// configuration. Cheap to clone.
@@ -16,7 +16,7 @@ pub struct WorkerContext {
 }
 
 struct ContextInner {
-    plan: Arc<WorkerPlan>,
+    config: Arc<WorkerConfig>,
     group: String,
     topics: Vec<String>,
     arguments: Arc<Arguments>,
@@ -25,18 +25,18 @@ struct ContextInner {
 
 impl WorkerContext {
     pub(crate) fn new(
-        plan: Arc<WorkerPlan>,
+        config: Arc<WorkerConfig>,
         group: String,
         topics: Vec<String>,
         arguments: Arc<Arguments>,
         settings: Arc<serde_json::Value>,
     ) -> Self {
-        Self { inner: Arc::new(ContextInner { plan, group, topics, arguments, settings }) }
+        Self { inner: Arc::new(ContextInner { config, group, topics, arguments, settings }) }
     }
 
     /// The worker's name.
     pub fn name(&self) -> &str {
-        &self.inner.plan.name
+        &self.inner.config.name
     }
 
     /// The consumer group this consumer joined (with `{topic}` filled in).
@@ -50,8 +50,8 @@ impl WorkerContext {
     }
 
     /// The worker's merged settings, each with where it came from.
-    pub fn worker(&self) -> &WorkerPlan {
-        &self.inner.plan
+    pub fn worker(&self) -> &WorkerConfig {
+        &self.inner.config
     }
 
     /// The command-line options the process was started with.

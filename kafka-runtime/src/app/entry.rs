@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::app::Loaded;
-use crate::cli::Arguments;
+use super::cli::Arguments;
+use super::shutdown::Shutdown;
+use super::App;
 use crate::error::Error;
-use crate::handler::IntoWorkerResult;
-use crate::shutdown::Shutdown;
+use crate::worker::handler::IntoWorkerResult;
 
 /// The process entry point `#[kafka_main]` generates: parse, set up logs, run the app's
 /// setup (the body of its `main`), then the command; exit non-zero with a one-line reason
@@ -22,7 +22,7 @@ where
     R: IntoWorkerResult,
 {
     let arguments = Arguments::parse();
-    init_logging();
+    crate::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -32,9 +32,9 @@ where
     };
     let result = runtime.block_on(async {
         // The configuration is loaded first, so the setup can use the shared producer.
-        let loaded = Loaded::new(&arguments)?;
+        let app = App::load(&arguments)?;
         setup.await.into_worker_result().map_err(|err| Error::Config(format!("the app's setup failed: {err}")))?;
-        loaded.execute(&arguments, Shutdown::on_signals()).await
+        app.execute(&arguments, Shutdown::on_signals()).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
@@ -44,16 +44,4 @@ where
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: piped logs stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
 }

@@ -1,24 +1,32 @@
-//! The commands: from a parsed command line to workers running, or to the listing asked for.
+//! The app: from a parsed command line to workers running, or to the listing asked for. The
+//! command line (`cli`), the process entry point (`entry`), the listings (`listing`),
+//! `start-producer` (`start_producer`) and shutdown (`shutdown`).
+
+pub mod cli;
+pub(crate) mod entry;
+mod listing;
+pub(crate) mod shutdown;
+mod start_producer;
 
 use std::sync::Arc;
 
 use clap::Parser;
-use rdkafka::config::ClientConfig;
 
-use crate::cli::{Arguments, Command, ConsumerType, StartConsumer};
+use self::cli::{Arguments, Command, ConsumerType, StartConsumer};
+use self::shutdown::Shutdown;
+use self::start_producer::start_producer;
+use crate::config::client::{client_config, ClientSettings};
 use crate::config::{
-    catalog, effective_settings, plan_worker, CatalogEntry, CliLayer, ConfigFile, EnvLayer, GlobalSettings,
-    WorkerOverrides, WorkerPlan,
+    catalog, effective_settings, merge_worker_config, CatalogEntry, CliLayer, ConfigFile, EnvLayer, GlobalSettings,
+    WorkerConfig, WorkerOverrides,
 };
-use crate::context::WorkerContext;
+use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
 use crate::error::Error;
-use crate::handler::Worker;
-use crate::produce::start_producer;
-use crate::producer::producer;
-use crate::registry::{self, WorkerRegistration};
-use crate::runner::{run_consumers, PlannedConsumer};
-use crate::shutdown::Shutdown;
+use crate::produce::producer::producer;
+use crate::worker::context::WorkerContext;
+use crate::worker::handler::Worker;
+use crate::worker::registry::{self, WorkerRegistration};
 
 /// Parses `args` (the first one is the program name) and runs the command until it ends or
 /// `shutdown` stops it. This is what `#[kafka_main]` runs, minus signal handling; use it to
@@ -34,7 +42,7 @@ where
 
 /// Runs a parsed command line.
 pub async fn run(arguments: Arguments, shutdown: Shutdown) -> Result<(), Error> {
-    Loaded::new(&arguments)?.execute(&arguments, shutdown).await
+    App::load(&arguments)?.execute(&arguments, shutdown).await
 }
 
 fn overrides(start: &StartConsumer) -> WorkerOverrides {
@@ -45,21 +53,22 @@ fn overrides(start: &StartConsumer) -> WorkerOverrides {
     }
 }
 
-/// The registry and the configuration, loaded once per command.
-pub(crate) struct Loaded {
+/// What a command runs with: the registered workers and the merged configuration, loaded
+/// once per command.
+pub(crate) struct App {
     registered: Vec<&'static WorkerRegistration>,
     pub(crate) file: ConfigFile,
     pub(crate) global: GlobalSettings,
 }
 
-/// A worker ready to start: its plan and its built function.
-pub(crate) struct Planned {
-    pub(crate) plan: WorkerPlan,
+/// A worker ready to start: its merged configuration and its built function.
+pub(crate) struct WorkerToStart {
+    pub(crate) config: WorkerConfig,
     pub(crate) worker: Arc<Worker>,
 }
 
-impl Loaded {
-    pub(crate) fn new(arguments: &Arguments) -> Result<Self, Error> {
+impl App {
+    pub(crate) fn load(arguments: &Arguments) -> Result<Self, Error> {
         let registered = registry::registered()?;
         let file = ConfigFile::load(arguments.config.as_deref())?;
         let cli = CliLayer {
@@ -79,7 +88,11 @@ impl Loaded {
     /// Tells the shared producer what the configuration says, for when the app does not
     /// set it up itself.
     fn configure_producer(&self, brokers: Option<String>) {
-        let settings = self.file.kafka.producer.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+        let settings = ClientSettings::producer(&self.file.kafka.producer)
+            .into_map()
+            .into_iter()
+            .map(|(key, value)| (key, value.value))
+            .collect();
         producer().configure_defaults(brokers, settings, self.global.topic_prefix.value.clone());
     }
 
@@ -102,16 +115,16 @@ impl Loaded {
                             .into(),
                     ));
                 }
-                let plan = self.plan(&start.consumer_worker, &overrides(start))?;
-                self.start(vec![plan], arguments, shutdown).await
+                let worker = self.resolve(&start.consumer_worker, &overrides(start))?;
+                self.start(vec![worker], arguments, shutdown).await
             }
             Command::StartConsumers(start) => {
-                let plans = start
+                let workers = start
                     .consumer_worker
                     .iter()
-                    .map(|name| self.plan(name, &WorkerOverrides::default()))
+                    .map(|name| self.resolve(name, &WorkerOverrides::default()))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.start(plans, arguments, shutdown).await
+                self.start(workers, arguments, shutdown).await
             }
             Command::StartProducer(command) => {
                 if self.global.brokers.is_none() {
@@ -139,33 +152,34 @@ impl Loaded {
         })
     }
 
-    fn plan(&self, name: &str, overrides: &WorkerOverrides) -> Result<Planned, Error> {
+    fn resolve(&self, name: &str, overrides: &WorkerOverrides) -> Result<WorkerToStart, Error> {
         let entry = self.find(name)?;
         let worker = (entry.registration.build)();
-        let plan = plan_worker(&entry, worker.style, &self.file, &self.global, overrides);
-        Ok(Planned { plan, worker: Arc::new(worker) })
+        let config = merge_worker_config(&entry, worker.style, &self.file, &self.global, overrides);
+        Ok(WorkerToStart { config, worker: Arc::new(worker) })
     }
 
-    pub(crate) fn all_plans(&self, names: &[String]) -> Result<Vec<Planned>, Error> {
+    /// The named workers, or every startable one when `names` is empty.
+    pub(crate) fn resolve_all(&self, names: &[String]) -> Result<Vec<WorkerToStart>, Error> {
         if names.is_empty() {
             let (catalog, _) = self.catalog();
-            catalog.iter().map(|entry| self.plan(entry.name, &WorkerOverrides::default())).collect()
+            catalog.iter().map(|entry| self.resolve(entry.name, &WorkerOverrides::default())).collect()
         } else {
-            names.iter().map(|name| self.plan(name, &WorkerOverrides::default())).collect()
+            names.iter().map(|name| self.resolve(name, &WorkerOverrides::default())).collect()
         }
     }
 
-    async fn start(&self, planned: Vec<Planned>, arguments: &Arguments, shutdown: Shutdown) -> Result<(), Error> {
+    async fn start(&self, workers: Vec<WorkerToStart>, arguments: &Arguments, shutdown: Shutdown) -> Result<(), Error> {
         let mut units = Vec::new();
-        for Planned { plan, worker } in planned {
-            let plan = Arc::new(plan);
-            let consumers = plan.consumers()?;
+        for WorkerToStart { config, worker } in workers {
+            let config = Arc::new(config);
+            let consumers = config.consumers()?;
             let several = consumers.len() > 1;
-            for unit in consumers {
+            for spec in consumers {
                 // A worker with one consumer per topic names the group in its logs.
                 let label: Arc<str> =
-                    if several { format!("{}[{}]", plan.name, unit.group).into() } else { plan.name.as_str().into() };
-                units.push((Arc::clone(&plan), Arc::clone(&worker), unit, label));
+                    if several { format!("{}[{}]", config.name, spec.group).into() } else { config.name.as_str().into() };
+                units.push((Arc::clone(&config), Arc::clone(&worker), spec, label));
             }
         }
         let (embedded, brokers): (Option<EmbeddedCluster>, Arc<str>) = match &self.global.brokers {
@@ -173,7 +187,7 @@ impl Loaded {
             None => {
                 let mut topics: Vec<String> = units
                     .iter()
-                    .flat_map(|(_, _, unit, _)| unit.subscription.iter().filter(|t| !t.starts_with('^')).cloned())
+                    .flat_map(|(_, _, spec, _)| spec.subscription.iter().filter(|t| !t.starts_with('^')).cloned())
                     .collect();
                 topics.sort();
                 topics.dedup();
@@ -185,26 +199,24 @@ impl Loaded {
         shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
         let arguments = Arc::new(arguments.clone());
         let settings = Arc::new(effective_settings(&self.file, &self.global));
-        let consumers = units
+        let jobs = units
             .into_iter()
-            .map(|(plan, worker, unit, label)| {
-                let mut client_config = ClientConfig::new();
-                for (key, value) in &plan.client_settings {
-                    client_config.set(key, &value.value);
-                }
-                client_config.set("bootstrap.servers", &*brokers).set("group.id", &unit.group);
+            .map(|(config, worker, spec, label)| {
+                let client_settings = config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
+                let mut client_config = client_config(&brokers, client_settings);
+                client_config.set("group.id", &spec.group);
                 let ctx = WorkerContext::new(
-                    Arc::clone(&plan),
-                    unit.group.clone(),
-                    unit.subscription.clone(),
+                    Arc::clone(&config),
+                    spec.group.clone(),
+                    spec.subscription.clone(),
                     Arc::clone(&arguments),
                     Arc::clone(&settings),
                 );
-                PlannedConsumer {
+                ConsumerJob {
                     worker,
                     label,
                     client_config,
-                    subscription: unit.subscription,
+                    subscription: spec.subscription,
                     brokers: Arc::clone(&brokers),
                     ctx,
                 }
@@ -213,7 +225,7 @@ impl Loaded {
         if let Some(cluster) = &embedded {
             self.configure_producer(Some(cluster.bootstrap_servers().to_owned()));
         }
-        let result = run_consumers(consumers, shutdown, self.global.drain_timeout.value).await;
+        let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value).await;
         // What workers sent is delivered (or reported) before the process ends.
         let lost = producer().flush(self.global.drain_timeout.value).await;
         drop(embedded);

@@ -2,26 +2,26 @@
 
 use std::fmt::Write as _;
 
-use crate::app::{Loaded, Planned};
+use super::{App, WorkerToStart};
 use crate::config::{is_secret, Subscription};
 use crate::error::Error;
 
-impl Loaded {
+impl App {
     pub(crate) fn list_workers(&self) -> Result<String, Error> {
-        let plans = self.all_plans(&[])?;
-        if plans.is_empty() {
+        let workers = self.resolve_all(&[])?;
+        if workers.is_empty() {
             return Ok("no workers are registered\n".into());
         }
-        let rows: Vec<[String; 5]> = plans
+        let rows: Vec<[String; 5]> = workers
             .iter()
-            .map(|p| {
-                let plan = &p.plan;
+            .map(|w| {
+                let config = &w.config;
                 [
-                    plan.name.clone(),
-                    plan.style.to_string(),
-                    plan.group.value.clone(),
-                    display_list(&plan.subscription_with_prefix()),
-                    plan.rust_path.to_owned(),
+                    config.name.clone(),
+                    config.style.to_string(),
+                    config.group.value.clone(),
+                    display_list(&config.subscription_with_prefix()),
+                    config.rust_path.to_owned(),
                 ]
             })
             .collect();
@@ -29,7 +29,7 @@ impl Loaded {
     }
 
     pub(crate) fn show_config(&self, names: &[String]) -> Result<String, Error> {
-        let plans = self.all_plans(names)?;
+        let workers = self.resolve_all(names)?;
         let global = &self.global;
         let mut out = String::new();
         let source = match &self.file.path {
@@ -54,11 +54,11 @@ impl Loaded {
             format!("{} ms", global.drain_timeout.value.as_millis()),
             global.drain_timeout.source
         );
-        for Planned { plan, .. } in &plans {
-            let _ = writeln!(out, "\nworker {}", plan.name);
-            let _ = writeln!(out, "  function     {} ({})", plan.rust_path, plan.style);
-            let _ = writeln!(out, "  group        {:<40} ({})", plan.group.value, plan.group.source);
-            match &plan.subscription {
+        for WorkerToStart { config, .. } in &workers {
+            let _ = writeln!(out, "\nworker {}", config.name);
+            let _ = writeln!(out, "  function     {} ({})", config.rust_path, config.style);
+            let _ = writeln!(out, "  group        {:<40} ({})", config.group.value, config.group.source);
+            match &config.subscription {
                 Some(sub) => {
                     let what = match &sub.value {
                         Subscription::Topics(topics) => format!("topics {}", display_list(topics)),
@@ -70,12 +70,12 @@ impl Loaded {
                     let _ = writeln!(out, "  subscribe    {:<40} (default)", "nothing of its own");
                 }
             }
-            if !plan.default_topics.is_empty()
-                && !matches!(plan.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_)))
+            if !config.default_topics.is_empty()
+                && !matches!(config.subscription.as_ref().map(|s| &s.value), Some(Subscription::Regex(_)))
             {
-                let _ = writeln!(out, "  + defaults   {:<40} (config.json)", display_list(&plan.default_topics));
+                let _ = writeln!(out, "  + defaults   {:<40} (config.json)", display_list(&config.default_topics));
             }
-            match plan.consumers() {
+            match config.consumers() {
                 Ok(units) => {
                     for unit in units {
                         let _ = writeln!(
@@ -91,7 +91,7 @@ impl Loaded {
                 }
             }
             let _ = writeln!(out, "  client settings");
-            for (key, value) in &plan.client_settings {
+            for (key, value) in &config.client_settings {
                 let shown = if is_secret(key) { "*****" } else { value.value.as_str() };
                 let _ = writeln!(out, "    {key:<32} {shown:<20} ({})", value.source);
             }

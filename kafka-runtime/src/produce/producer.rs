@@ -1,25 +1,26 @@
 //! The producer shared by the whole process: one librdkafka client, created once, used by
 //! workers, the `start-producer` command and the app's own code.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{Producer as _, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::util::IntoOpaque;
 use rdkafka::Message as _;
 use serde::Serialize;
 use tokio::sync::{oneshot, Notify};
 
-use crate::serialize::Serializer;
+use super::outgoing::{OutgoingMessage, Payload, Topic};
+use super::serialize::Serializer;
+use crate::config::client::client_config;
 
 /// The process's producer. The first call configures nothing; the client is created by
 /// [`Producer::setup`] or, failing that, from config.json on the first send.
@@ -30,7 +31,7 @@ pub fn producer() -> &'static Producer {
 
 /// A producer shared by every task. See [`producer`].
 pub struct Producer {
-    client: OnceLock<Client>,
+    pub(super) client: OnceLock<Client>,
     creating: tokio::sync::Mutex<()>,
     defaults: RwLock<Defaults>,
     stats: Arc<Stats>,
@@ -97,43 +98,17 @@ impl ProducerSetup {
 
 /// What the app's configuration says, for a producer nobody set up explicitly.
 #[derive(Default)]
-struct Defaults {
+pub(super) struct Defaults {
     brokers: Option<String>,
     settings: BTreeMap<String, String>,
-    topic_prefix: String,
+    pub(super) topic_prefix: String,
 }
 
-struct Client {
-    inner: Arc<ThreadedProducer<SharedContext>>,
-    serializer: Serializer,
-    queue_timeout: Duration,
-    topic_prefix: Option<String>,
-}
-
-/// Where a message goes. A `&str` gets the topic prefix; [`Topic::exact`] does not.
-#[derive(Clone, Copy, Debug)]
-pub struct Topic<'a> {
-    name: &'a str,
-    exact: bool,
-}
-
-impl<'a> Topic<'a> {
-    /// A topic named exactly so, without the prefix.
-    pub fn exact(name: &'a str) -> Self {
-        Self { name, exact: true }
-    }
-}
-
-impl<'a> From<&'a str> for Topic<'a> {
-    fn from(name: &'a str) -> Self {
-        Self { name, exact: false }
-    }
-}
-
-impl<'a> From<&'a String> for Topic<'a> {
-    fn from(name: &'a String) -> Self {
-        Self { name, exact: false }
-    }
+pub(super) struct Client {
+    pub(super) inner: Arc<ThreadedProducer<SharedContext>>,
+    pub(super) serializer: Serializer,
+    pub(super) queue_timeout: Duration,
+    pub(super) topic_prefix: Option<String>,
 }
 
 /// Where a message was written.
@@ -209,39 +184,34 @@ struct Stats {
 }
 
 /// Partition, offset and timestamp of a delivered message.
-type Delivered = Result<(i32, i64, Option<i64>), KafkaError>;
+pub(super) type Delivered = Result<(i32, i64, Option<i64>), KafkaError>;
 
 /// Who waits for a message's delivery report: a sender, or nobody (fire and forget). Passed
 /// to librdkafka as a pointer, null for nobody, so forgetting allocates nothing.
-struct Pending(Option<Box<oneshot::Sender<Delivered>>>);
+pub(super) struct DeliveryWaiter(pub(super) Option<Box<oneshot::Sender<Delivered>>>);
 
-impl IntoOpaque for Pending {
+impl IntoOpaque for DeliveryWaiter {
     fn into_ptr(self) -> *mut c_void {
         self.0.map_or(std::ptr::null_mut(), |sender| Box::into_raw(sender).cast())
     }
 
     unsafe fn from_ptr(ptr: *mut c_void) -> Self {
         // SAFETY: the pointer comes from `into_ptr`: null, or a box librdkafka hands back once.
-        Pending((!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr.cast()) }))
+        DeliveryWaiter((!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr.cast()) }))
     }
 }
 
-struct SharedContext {
+pub(super) struct SharedContext {
     stats: Arc<Stats>,
     /// Tasks waiting for room in a full queue, woken as deliveries free it.
-    room: Notify,
-    waiting: AtomicUsize,
+    pub(super) room: Notify,
+    /// How many tasks wait for room: deliveries notify only while some do.
+    pub(super) waiting: AtomicUsize,
 }
 
 impl ClientContext for SharedContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", "producer: {fac}: {message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "producer: {fac}: {message}"),
-            _ => tracing::debug!(target: "librdkafka", "producer: {fac}: {message}"),
-        }
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::logging::librdkafka("producer", level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -250,9 +220,9 @@ impl ClientContext for SharedContext {
 }
 
 impl ProducerContext for SharedContext {
-    type DeliveryOpaque = Pending;
+    type DeliveryOpaque = DeliveryWaiter;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, pending: Pending) {
+    fn delivery(&self, result: &DeliveryResult<'_>, waiter: DeliveryWaiter) {
         let outcome = match result {
             Ok(message) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -260,14 +230,14 @@ impl ProducerContext for SharedContext {
             }
             Err((err, message)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                if pending.0.is_none() {
+                if waiter.0.is_none() {
                     self.stats.forgotten_failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("producer: a message to {} was not delivered: {err}", message.topic());
                 }
                 Err(err.clone())
             }
         };
-        if let Some(sender) = pending.0 {
+        if let Some(sender) = waiter.0 {
             let _ = sender.send(outcome);
         }
         if self.waiting.load(Ordering::Relaxed) > 0 {
@@ -300,11 +270,7 @@ impl Producer {
         let Some(brokers) = brokers else {
             return Err(SendError::NotConfigured);
         };
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &brokers);
-        for (key, value) in &setup.settings {
-            config.set(key, value);
-        }
+        let config = client_config(&brokers, setup.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let context =
             SharedContext { stats: Arc::clone(&self.stats), room: Notify::new(), waiting: AtomicUsize::new(0) };
         let inner: ThreadedProducer<SharedContext> = config.create_with_context(context).map_err(SendError::Kafka)?;
@@ -331,11 +297,11 @@ impl Producer {
         *defaults = Defaults { brokers, settings, topic_prefix: prefix };
     }
 
-    fn read_defaults(&self) -> std::sync::RwLockReadGuard<'_, Defaults> {
+    pub(super) fn read_defaults(&self) -> std::sync::RwLockReadGuard<'_, Defaults> {
         self.defaults.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn client(&self) -> Result<&Client, SendError> {
+    pub(super) async fn client(&self) -> Result<&Client, SendError> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
@@ -420,124 +386,6 @@ impl Producer {
     }
 }
 
-enum Payload<'a, T: ?Sized> {
-    /// Serialized by the producer's serializer.
-    Value(&'a T),
-    /// Sent as it is.
-    Bytes(&'a [u8]),
-}
-
-/// A message being built. Send it with [`send`](Self::send) (waits for the delivery
-/// report) or [`send_and_forget`](Self::send_and_forget) (returns once queued).
-#[must_use = "a message is sent only by .send() or .send_and_forget()"]
-pub struct OutgoingMessage<'a, T: ?Sized> {
-    producer: &'a Producer,
-    topic: Topic<'a>,
-    payload: Payload<'a, T>,
-    key: Option<&'a [u8]>,
-    headers: Option<OwnedHeaders>,
-    partition: Option<i32>,
-}
-
-impl<'a, T: Serialize + ?Sized> OutgoingMessage<'a, T> {
-    fn new(producer: &'a Producer, topic: Topic<'a>, payload: Payload<'a, T>) -> Self {
-        Self { producer, topic, payload, key: None, headers: None, partition: None }
-    }
-
-    pub fn key(mut self, key: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
-        self.key = Some(key.as_ref());
-        self
-    }
-
-    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        let headers = self.headers.take().unwrap_or_default();
-        self.headers = Some(headers.insert(Header { key: name, value: Some(value.as_ref()) }));
-        self
-    }
-
-    /// An explicit partition instead of the partitioner's choice.
-    pub fn partition(mut self, partition: i32) -> Self {
-        self.partition = Some(partition);
-        self
-    }
-
-    /// Sends and waits for the delivery report.
-    pub async fn send(self) -> Result<DeliveryReport, SendError> {
-        let (sender, receiver) = oneshot::channel();
-        let topic = self.enqueue(Pending(Some(Box::new(sender)))).await?.into_owned();
-        match receiver.await {
-            Ok(Ok((partition, offset, timestamp))) => Ok(DeliveryReport { topic, partition, offset, timestamp }),
-            Ok(Err(err)) => Err(SendError::Kafka(err)),
-            Err(_) => Err(SendError::Kafka(KafkaError::Canceled)),
-        }
-    }
-
-    /// Queues the message and returns. A failed delivery is logged and counted in
-    /// [`Producer::stats`]; [`Producer::flush`] waits for it.
-    pub async fn send_and_forget(self) -> Result<(), SendError> {
-        self.enqueue(Pending(None)).await.map(drop)
-    }
-
-    /// Hands the message to librdkafka, waiting for room while its queue is full. Returns
-    /// the full topic name. The common path (client ready, room in the queue) never
-    /// suspends; the rare ones live in their own boxed futures, so this one stays small.
-    async fn enqueue(self, pending: Pending) -> Result<Cow<'a, str>, SendError> {
-        let client = match self.producer.client.get() {
-            Some(client) => client,
-            None => Box::pin(self.producer.client()).await?,
-        };
-        let mut record = self.prepare(client)?;
-        match record.try_send(client, pending) {
-            Ok(()) => {}
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), pending)) => {
-                Box::pin(wait_for_room(client, &mut record, pending)).await?
-            }
-            Err((err, _)) => return Err(SendError::Kafka(err)),
-        }
-        Ok(record.topic)
-    }
-
-    /// The topic with its prefix and the serialized payload.
-    fn prepare(self, client: &Client) -> Result<Prepared<'a>, SendError> {
-        let name = self.topic.name;
-        let topic = match (self.topic.exact, &client.topic_prefix) {
-            (true, _) => Cow::Borrowed(name),
-            (false, Some(prefix)) => prefixed(prefix, name),
-            (false, None) => prefixed(&self.producer.read_defaults().topic_prefix, name),
-        };
-        let payload = match self.payload {
-            Payload::Bytes(bytes) => Cow::Borrowed(bytes),
-            Payload::Value(value) => {
-                Cow::Owned(client.serializer.serialize(value).map_err(|err| SendError::Serialize(err.to_string()))?)
-            }
-        };
-        Ok(Prepared { topic, payload, key: self.key, partition: self.partition, headers: self.headers })
-    }
-}
-
-/// A message ready for librdkafka, kept whole while it waits for room in a full queue.
-struct Prepared<'a> {
-    topic: Cow<'a, str>,
-    payload: Cow<'a, [u8]>,
-    key: Option<&'a [u8]>,
-    partition: Option<i32>,
-    headers: Option<OwnedHeaders>,
-}
-
-impl Prepared<'_> {
-    /// One attempt. On failure, the headers stay here and the pending report comes back.
-    fn try_send(&mut self, client: &Client, pending: Pending) -> Result<(), (KafkaError, Pending)> {
-        let mut record = BaseRecord::with_opaque_to(&self.topic, pending).payload(&*self.payload);
-        record.key = self.key;
-        record.partition = self.partition;
-        record.headers = self.headers.take();
-        client.inner.send(record).map_err(|(err, record)| {
-            self.headers = record.headers;
-            (err, record.delivery_opaque)
-        })
-    }
-}
-
 /// librdkafka's own flush: it returns as soon as the last delivery report has been served by
 /// the client's polling thread. (rdkafka's `Producer::flush` polls in 100 ms steps, and with
 /// a `ThreadedProducer` the last report usually goes to the other poller, so every flush
@@ -549,41 +397,3 @@ fn flush_now(producer: &ThreadedProducer<SharedContext>, timeout: Duration) -> b
     code == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
 }
 
-/// `prefix` + `name`, borrowing `name` when there is no prefix.
-fn prefixed<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
-    if prefix.is_empty() {
-        Cow::Borrowed(name)
-    } else {
-        let mut topic = String::with_capacity(prefix.len() + name.len());
-        topic.push_str(prefix);
-        topic.push_str(name);
-        Cow::Owned(topic)
-    }
-}
-
-/// Retries a message refused with a full queue, woken by deliveries, until the queue timeout.
-async fn wait_for_room(client: &Client, record: &mut Prepared<'_>, mut pending: Pending) -> Result<(), SendError> {
-    let context = client.inner.context();
-    let started = Instant::now();
-    // Counted before the retry, so a delivery landing in between still wakes us.
-    context.waiting.fetch_add(1, Ordering::Relaxed);
-    let outcome = loop {
-        let left = client.queue_timeout.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            break Err(SendError::QueueFull(client.queue_timeout));
-        }
-        // Created before the attempt: a delivery between the attempt and the wait wakes it.
-        let room = context.room.notified();
-        match record.try_send(client, pending) {
-            Ok(()) => break Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                pending = returned;
-                // Deliveries wake us; the short sleep is a backstop, never the pacing.
-                let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), room).await;
-            }
-            Err((err, _)) => break Err(SendError::Kafka(err)),
-        }
-    };
-    context.waiting.fetch_sub(1, Ordering::Relaxed);
-    outcome
-}

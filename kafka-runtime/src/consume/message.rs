@@ -1,40 +1,44 @@
 //! [`Message`]: a consumed record, handed to workers without copying its payload.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::CStr;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
-use rdkafka::message::{BorrowedMessage, Timestamp};
+use rdkafka::message::Timestamp;
 use rdkafka_sys as rdsys;
 use serde::de::DeserializeOwned;
 
-use crate::consumer::WorkerConsumer;
-use crate::error::DecodeError;
+use super::client::SharedConsumer;
+use crate::ffi::{bytes, topic_name};
+use crate::worker::error::DecodeError;
 
 /// A record read from Kafka. It borrows librdkafka's buffer, so reading the payload copies
-/// nothing; it can be kept or moved to another task for as long as needed.
+/// nothing; it can be kept or moved to another task for as long as needed, and shared
+/// between threads by reference.
 pub struct Message {
     // Field order matters: `raw` must be dropped before the consumer it points into.
-    raw: Raw,
-    _consumer: Arc<WorkerConsumer>,
-}
-
-/// Where the record lives.
-enum Raw {
-    /// Taken in a batch from one partition's queue; destroyed with the message.
-    Native(NativeMessage),
-    /// Delivered through rdkafka's own poll (a partition whose queue was not split off).
-    Event(BorrowedMessage<'static>),
+    raw: NativeMessage,
+    /// The parsed headers, null when the message has none. librdkafka parses them on first
+    /// use and writes the result into the message, so the parse runs once, behind this lock.
+    headers: OnceLock<HeadersPtr>,
+    _consumer: SharedConsumer,
 }
 
 /// A librdkafka message owned by this process, destroyed on drop.
 pub(crate) struct NativeMessage(NonNull<rdsys::rd_kafka_message_t>);
 
-// SAFETY: a librdkafka message may be read and destroyed from any thread; it is read-only
-// once consumed, like rdkafka's `BorrowedMessage`, which is `Send + Sync` too.
+// SAFETY: a librdkafka message may be read and destroyed from any thread, and nothing in it
+// changes once consumed, except the headers parsed on first use, which `Message` guards.
+// Shared references to a bare `NativeMessage` only read its fields.
 unsafe impl Send for NativeMessage {}
 unsafe impl Sync for NativeMessage {}
+
+struct HeadersPtr(*const rdsys::rd_kafka_headers_t);
+
+// SAFETY: once parsed, librdkafka's header list is only read.
+unsafe impl Send for HeadersPtr {}
+unsafe impl Sync for HeadersPtr {}
 
 impl NativeMessage {
     /// Takes ownership of a message returned by a librdkafka consume call.
@@ -45,13 +49,15 @@ impl NativeMessage {
         NonNull::new(ptr).map(Self)
     }
 
-    pub(crate) fn as_ptr(&self) -> *mut rdsys::rd_kafka_message_t {
-        self.0.as_ptr()
-    }
-
     pub(crate) fn fields(&self) -> &rdsys::rd_kafka_message_t {
         // SAFETY: owned and live until drop; librdkafka does not change it once consumed.
         unsafe { self.0.as_ref() }
+    }
+
+    /// The topic's name.
+    pub(crate) fn topic(&self) -> &str {
+        // SAFETY: a consumed message holds its topic handle as long as it lives.
+        unsafe { topic_name(self.fields().rkt) }
     }
 }
 
@@ -63,35 +69,16 @@ impl Drop for NativeMessage {
 }
 
 impl Message {
-    /// A message from a partition queue.
-    pub(crate) fn native(raw: NativeMessage, consumer: Arc<WorkerConsumer>) -> Self {
-        Self { raw: Raw::Native(raw), _consumer: consumer }
-    }
-
-    /// Ties a message polled through rdkafka to a reference-counted consumer instead of a borrow.
-    pub(crate) fn polled(raw: BorrowedMessage<'_>, consumer: Arc<WorkerConsumer>) -> Self {
-        // SAFETY: the borrow only guarantees that the message does not outlive the client it
-        // came from. `consumer` is that client, and this struct keeps it alive until after
-        // `raw` has been dropped (fields drop in declaration order).
-        let raw = unsafe { std::mem::transmute::<BorrowedMessage<'_>, BorrowedMessage<'static>>(raw) };
-        Self { raw: Raw::Event(raw), _consumer: consumer }
-    }
-
-    fn ptr(&self) -> *mut rdsys::rd_kafka_message_t {
-        match &self.raw {
-            Raw::Native(native) => native.as_ptr(),
-            Raw::Event(polled) => polled.ptr(),
-        }
+    pub(crate) fn new(raw: NativeMessage, consumer: SharedConsumer) -> Self {
+        Self { raw, headers: OnceLock::new(), _consumer: consumer }
     }
 
     fn fields(&self) -> &rdsys::rd_kafka_message_t {
-        // SAFETY: the message is live as long as `self`.
-        unsafe { &*self.ptr() }
+        self.raw.fields()
     }
 
     pub fn topic(&self) -> &str {
-        // SAFETY: a consumed message always has its topic; the name lives as long as the message.
-        unsafe { topic_name(self.fields().rkt) }
+        self.raw.topic()
     }
 
     pub fn partition(&self) -> i32 {
@@ -105,7 +92,7 @@ impl Message {
     pub fn timestamp(&self) -> Timestamp {
         let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: the message is live; librdkafka only reads it.
-        let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(self.ptr(), &mut kind) };
+        let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(self.raw.0.as_ptr(), &mut kind) };
         match kind {
             _ if timestamp == -1 => Timestamp::NotAvailable,
             rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => Timestamp::CreateTime(timestamp),
@@ -129,24 +116,36 @@ impl Message {
 
     /// The headers, in order: name and value (`None` for a null value).
     pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
-        let mut headers: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
-        // SAFETY: the message is live; librdkafka parses the headers once and keeps them in
-        // the message (rdkafka's `BorrowedMessage::headers` does the same through `&self`).
-        let found = unsafe { rdsys::rd_kafka_message_headers(self.ptr(), &mut headers) };
-        let headers =
-            (found == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !headers.is_null()).then_some(headers);
+        let headers = self.parsed_headers();
         (0..).map_while(move |index| {
-            let headers = headers?;
+            if headers.is_null() {
+                return None;
+            }
             let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
-            // SAFETY: `headers` belongs to the live message; out-of-range indexes return an error.
+            // SAFETY: `headers` belongs to the live message and is only read from here on;
+            // out-of-range indexes return an error.
             let code = unsafe { rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size) };
             if code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
                 return None;
             }
             // SAFETY: names are NUL-terminated and values `size` bytes, owned by the message.
             let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap_or("");
-            Some((name, unsafe { bytes(value.cast_mut(), size) }))
+            Some((name, unsafe { bytes(value, size) }))
         })
+    }
+
+    /// Parses the headers on first use; null when there are none.
+    fn parsed_headers(&self) -> *const rdsys::rd_kafka_headers_t {
+        self.headers
+            .get_or_init(|| {
+                let mut headers: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
+                // SAFETY: the message is live. This call writes the parsed list into the
+                // message; the `OnceLock` makes it the only call, whatever the threads.
+                let found = unsafe { rdsys::rd_kafka_message_headers(self.raw.0.as_ptr(), &mut headers) };
+                let ok = found == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+                HeadersPtr(if ok { headers } else { std::ptr::null_mut() })
+            })
+            .0
     }
 
     /// The value of the first header named `name`.
@@ -166,31 +165,10 @@ impl Message {
         let payload = self.payload().ok_or_else(|| DecodeError::empty("payload as JSON"))?;
         serde_json::from_slice(payload).map_err(|err| DecodeError { what: "payload as JSON", reason: err.to_string() })
     }
-}
 
-/// The name of a librdkafka topic handle.
-///
-/// # Safety
-/// `topic` must be a live topic handle; the name lives as long as the handle.
-pub(crate) unsafe fn topic_name<'a>(topic: *mut rdsys::rd_kafka_topic_t) -> &'a str {
-    if topic.is_null() {
-        return "";
-    }
-    // Kafka topic names are ASCII; librdkafka never hands out another.
-    unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(topic)) }.to_str().unwrap_or("")
-}
-
-/// `len` bytes at `ptr`, `None` for a null pointer.
-///
-/// # Safety
-/// A non-null `ptr` must point to `len` readable bytes that outlive `'a`.
-unsafe fn bytes<'a>(ptr: *mut c_void, len: usize) -> Option<&'a [u8]> {
-    (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
-}
-
-impl DecodeError {
-    pub(crate) fn empty(what: &'static str) -> Self {
-        Self { what, reason: "the message has no payload (a tombstone)".into() }
+    #[cfg(test)]
+    pub(crate) fn consumer(&self) -> &SharedConsumer {
+        &self._consumer
     }
 }
 

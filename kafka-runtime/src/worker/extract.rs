@@ -3,10 +3,10 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::context::WorkerContext;
-use crate::error::{DecodeError, WorkerError};
-use crate::handler::FromMessageParts;
-use crate::message::Message;
+use super::context::WorkerContext;
+use super::error::{DecodeError, WorkerError};
+use super::handler::FromMessageParts;
+use crate::consume::Message;
 
 /// The payload decoded from JSON into `T`.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::cli::{PayloadFormat, StartProducer};
+use super::cli::{PayloadFormat, StartProducer};
+use super::shutdown::Shutdown;
 use crate::error::Error;
-use crate::producer::{producer, DeliveryReport, SendError, Topic};
-use crate::shutdown::Shutdown;
+use crate::produce::outgoing::Topic;
+use crate::produce::producer::{producer, DeliveryReport, SendError};
 
 /// Messages in flight at once in bulk mode; librdkafka batches them.
 const BULK_IN_FLIGHT: usize = 10_000;

@@ -1,22 +1,24 @@
-//! Runs consumers side by side until shutdown or the first failure, then drains, commits
-//! and closes each one.
+//! Runs consumers side by side until shutdown or the first failure, then drains, commits and
+//! closes each one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use tokio::task::JoinSet;
 
-use crate::consumer::{commit_stored, subscribe, WorkerConsumerContext};
-use crate::context::WorkerContext;
+use crate::app::shutdown::Shutdown;
+use crate::consume::client::{commit_stored, SharedConsumer, WorkerConsumerContext};
+use crate::consume::partitions::PartitionQueues;
+use crate::consume::TopicStream;
 use crate::error::{panic_message, Error};
-use crate::handler::Worker;
-use crate::shutdown::Shutdown;
-use crate::stream::TopicStream;
+use crate::worker::context::WorkerContext;
+use crate::worker::handler::Worker;
+use crate::worker::state::WorkerState;
 
-/// One consumer to run: a worker, its client settings and what it subscribes to.
-pub(crate) struct PlannedConsumer {
+/// Everything needed to run one consumer of a worker.
+pub(crate) struct ConsumerJob {
     pub(crate) worker: Arc<Worker>,
     /// The worker's name, with the group when the worker has several consumers.
     pub(crate) label: Arc<str>,
@@ -28,16 +30,12 @@ pub(crate) struct PlannedConsumer {
 
 /// Runs every consumer until shutdown. The first failure stops the others; all failures are
 /// returned together.
-pub(crate) async fn run_consumers(
-    consumers: Vec<PlannedConsumer>,
-    shutdown: Shutdown,
-    drain_timeout: Duration,
-) -> Result<(), Error> {
+pub(crate) async fn run_consumers(jobs: Vec<ConsumerJob>, shutdown: Shutdown, drain_timeout: Duration) -> Result<(), Error> {
     let mut tasks = JoinSet::new();
     let mut labels = HashMap::new();
-    for consumer in consumers {
-        let label = Arc::clone(&consumer.label);
-        let handle = tasks.spawn(run_consumer(consumer, shutdown.clone(), drain_timeout));
+    for job in jobs {
+        let label = Arc::clone(&job.label);
+        let handle = tasks.spawn(run_consumer(job, shutdown.clone(), drain_timeout, PartitionQueues::default()));
         labels.insert(handle.id(), label);
     }
     let mut failures = Vec::new();
@@ -71,21 +69,30 @@ pub(crate) async fn run_consumers(
 }
 
 /// One consumer from subscription to close. Returns the reason it failed.
-async fn run_consumer(planned: PlannedConsumer, shutdown: Shutdown, drain_timeout: Duration) -> Result<(), String> {
-    let label = Arc::clone(&planned.label);
-    let context = WorkerConsumerContext::new(Arc::clone(&label), Arc::clone(&planned.brokers));
-    let consumer = subscribe(&planned.client_config, context, &planned.subscription)
+pub(crate) async fn run_consumer(
+    job: ConsumerJob,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+    partitions: PartitionQueues,
+) -> Result<(), String> {
+    let label = Arc::clone(&job.label);
+    let state = WorkerState::register(Arc::clone(&label), job.ctx.group().to_owned());
+    let context = WorkerConsumerContext {
+        state: Arc::clone(&state),
+        brokers: Arc::clone(&job.brokers),
+        partitions,
+        waker: Arc::default(),
+    };
+    let consumer = SharedConsumer::subscribe(&job.client_config, context, &job.subscription)
         .map_err(|err| format!("worker `{label}`: cannot start its consumer: {err}"))?;
-    let consumer = Arc::new(consumer);
     tracing::info!(
         worker = &*label,
         "consumer started: group {}, subscribed to {}",
-        planned.ctx.group(),
-        planned.subscription.join(", ")
+        job.ctx.group(),
+        job.subscription.join(", ")
     );
-    let fatal = Arc::new(Mutex::new(None));
-    let stream = TopicStream::new(Arc::clone(&consumer), shutdown.clone(), Arc::clone(&fatal), Arc::clone(&label));
-    let work = (planned.worker.run)(stream, planned.ctx);
+    let stream = TopicStream::new(consumer.clone(), shutdown.clone(), Arc::clone(&state));
+    let work = (job.worker.run)(stream, job.ctx);
     let outcome = tokio::select! {
         outcome = work => outcome.map_err(|err| format!("worker `{label}` failed: {err}")),
         _ = shutdown.deadline(drain_timeout) => Err(format!(
@@ -94,7 +101,7 @@ async fn run_consumer(planned: PlannedConsumer, shutdown: Shutdown, drain_timeou
             drain_timeout.as_millis()
         )),
     };
-    let outcome = match fatal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    let outcome = match state.stop_reason() {
         Some(reason) => Err(format!("worker `{label}` stopped: {reason}")),
         None => outcome,
     };
@@ -102,10 +109,9 @@ async fn run_consumer(planned: PlannedConsumer, shutdown: Shutdown, drain_timeou
         tracing::info!(worker = &*label, "worker returned; closing its consumer");
     }
     // Commit and close off the async threads: both wait for the broker.
-    let closing = Arc::clone(&label);
     let committed = tokio::task::spawn_blocking(move || {
-        let committed = commit_stored(&*consumer, &closing, "at shutdown");
-        drop(consumer);
+        let committed = commit_stored(&consumer, "at shutdown");
+        consumer.close();
         committed
     })
     .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::ser::{self, Impossible, Serialize};
 
-use crate::error::WorkerError;
+use crate::worker::error::WorkerError;
 
 /// The producer's value serializer.
 #[derive(Clone, Default)]

@@ -1,0 +1,148 @@
+//! A worker's consumer: the rdkafka client, created and subscribed from merged settings, shared
+//! by the fetcher and the messages it hands out, committed and closed off the async threads.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use super::partitions::PartitionQueues;
+use crate::worker::state::WorkerState;
+
+/// The rdkafka consumer every worker runs on. A `BaseConsumer`: the worker reads its
+/// partitions' queues itself and serves the shared queue (rebalances, errors) on a blocking
+/// thread, so nothing that waits for the broker runs on an async thread.
+pub(crate) type WorkerConsumer = BaseConsumer<WorkerConsumerContext>;
+
+/// Logs what the client reports, naming the worker; commits stored offsets before partitions
+/// are taken away and gives every assigned partition its own queue (see `rebalance`).
+pub(crate) struct WorkerConsumerContext {
+    pub(crate) state: Arc<WorkerState>,
+    pub(crate) brokers: Arc<str>,
+    pub(crate) partitions: PartitionQueues,
+    /// Wakes the worker's task when its shared queue or a partition queue turns non-empty.
+    pub(crate) waker: Arc<AtomicWaker>,
+}
+
+impl ClientContext for WorkerConsumerContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::logging::librdkafka(self.state.label(), level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let label = self.state.label();
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            tracing::error!(
+                worker = label,
+                "cannot reach any broker of {}: {reason}; still retrying. Check --brokers, \
+                 KAFKA_BROKERS or kafka.brokers in config.json",
+                self.brokers
+            );
+        } else {
+            tracing::warn!(worker = label, "kafka client error: {error}: {reason}");
+        }
+    }
+}
+
+/// A worker's consumer, shared by its fetcher and the messages handed out (a message must not
+/// outlive the client it points into). Whoever drops the last handle destroys the client; when
+/// that is an async thread, the destruction moves to a thread of its own.
+#[derive(Clone)]
+pub(crate) struct SharedConsumer(Arc<OwnedConsumer>);
+
+struct OwnedConsumer(ManuallyDrop<WorkerConsumer>);
+
+impl Deref for SharedConsumer {
+    type Target = WorkerConsumer;
+
+    fn deref(&self) -> &WorkerConsumer {
+        &self.0 .0
+    }
+}
+
+impl Drop for OwnedConsumer {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.0) };
+        // Destroying a client joins librdkafka's threads (and closes the consumer if it was
+        // not closed yet): never on a thread that runs async tasks.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let label = consumer.context().state.label().to_owned();
+            let destroy = std::thread::Builder::new().name("kafka-consumer-drop".into()).spawn(move || drop(consumer));
+            if let Err(err) = destroy {
+                tracing::warn!(worker = label, "cannot start a thread to destroy the consumer: {err}");
+            }
+        }
+    }
+}
+
+impl SharedConsumer {
+    /// Creates a consumer from merged client settings and subscribes it.
+    pub(crate) fn subscribe(
+        config: &ClientConfig,
+        context: WorkerConsumerContext,
+        subscription: &[String],
+    ) -> Result<Self, KafkaError> {
+        let waker = Arc::clone(&context.waker);
+        let mut consumer: WorkerConsumer = config.create_with_context(context)?;
+        consumer.set_nonempty_callback(move || waker.wake());
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Self(Arc::new(OwnedConsumer(ManuallyDrop::new(consumer)))))
+    }
+
+    /// Commits nothing; leaves the group and, unless messages the worker kept still hold the
+    /// client, destroys it, all here. Blocks: call it on a blocking thread.
+    pub(crate) fn close(self) {
+        match Arc::try_unwrap(self.0) {
+            Ok(owned) => {
+                let mut owned = ManuallyDrop::new(owned);
+                // SAFETY: taken once; the shell is never dropped, so `OwnedConsumer::drop`
+                // does not take it again. Dropping the consumer closes it, here.
+                drop(unsafe { ManuallyDrop::take(&mut owned.0) });
+            }
+            Err(shared) => {
+                let label = shared.0.context().state.label().to_owned();
+                tracing::warn!(
+                    worker = label,
+                    "{} messages handed to the worker are still held after it ended; its consumer \
+                     leaves the group now, and its client is freed when they are dropped",
+                    Arc::strong_count(&shared) - 1
+                );
+                if let Err(err) = shared.0.close_queue() {
+                    tracing::warn!(worker = label, "cannot close the consumer: {err}");
+                    return;
+                }
+                while !shared.0.closed() {
+                    shared.0.poll(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+/// Commits the stored offsets synchronously (it blocks: never on an async thread). Nothing to
+/// commit is not an error.
+pub(crate) fn commit_stored(consumer: &WorkerConsumer, when: &str) -> bool {
+    let label = consumer.context().state.label();
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {
+            tracing::debug!(worker = label, "committed stored offsets {when}");
+            true
+        }
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
+        Err(err) => {
+            tracing::error!(
+                worker = label,
+                "could not commit offsets {when}: {err}; messages after the last commit will be redelivered"
+            );
+            false
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Fetching: takes a consumer's messages in batches from its partition queues and hands them
+//! out one at a time, serves its shared queue (rebalances, errors) on a blocking thread first,
+//! drops what it buffered of revoked partitions, and yields to tokio's scheduler once the
+//! task's cooperative budget is spent.
+
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::Message as _;
+use rdkafka_sys as rdsys;
+use tokio::task::JoinHandle;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::client::SharedConsumer;
+use super::message::NativeMessage;
+use super::partitions::PartitionQueue;
+use crate::app::shutdown::Shutdown;
+use crate::ffi::QueueHandle;
+use crate::worker::state::WorkerState;
+
+/// How many messages one batch takes from the partition queues at most. Shared-queue events
+/// are still seen before every message.
+const BATCH: usize = 1024;
+
+/// Events served in one go on the blocking thread at most, so a flood of them cannot keep the
+/// worker from its messages for long.
+const SHARED_EVENTS_PER_SERVE: usize = 1000;
+
+pub(crate) struct Fetcher {
+    /// Messages taken in a batch from the partition queues, handed out one at a time.
+    buffered: VecDeque<NativeMessage>,
+    /// Where the next batch starts, so that no partition waits behind the others.
+    next_partition: usize,
+    /// Scratch for `refill`: where each queue's share sits in the batch.
+    shares: Vec<Share>,
+    /// The consumer's shared queue (rebalances, errors), to see cheaply whether it has events.
+    shared_queue: Arc<QueueHandle>,
+    /// The blocking task serving the shared queue, while it runs.
+    serving: Option<JoinHandle<()>>,
+    consumer: SharedConsumer,
+    state: Arc<WorkerState>,
+    shutdown: Shutdown,
+    /// Registered once and kept, so waiting costs nothing per message.
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+/// One partition queue's share of a batch: `taken` messages from index `first`, and whether
+/// it filled its share (so it may have more).
+#[derive(Clone, Copy)]
+struct Share {
+    first: usize,
+    taken: usize,
+    full: bool,
+}
+
+/// Moves up to `into.len()` queued messages of `queue` into `into`, without waiting; returns
+/// how many. The caller owns them from then on.
+fn take_from(queue: &PartitionQueue, into: &mut [*mut rdsys::rd_kafka_message_t]) -> usize {
+    // SAFETY: a live queue; librdkafka fills at most `into.len()` slots and waits for nothing
+    // (timeout 0).
+    let taken = unsafe { rdsys::rd_kafka_consume_batch_queue(queue.queue.as_ptr(), 0, into.as_mut_ptr(), into.len()) };
+    usize::try_from(taken).unwrap_or(0)
+}
+
+impl Fetcher {
+    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Self {
+        let stopping = Box::pin(shutdown.drain_token().cancelled_owned());
+        // SAFETY: a live client; the handle is destroyed before the client, since every holder
+        // of this `Arc` also holds the consumer (this fetcher, its serving task).
+        let shared_queue = unsafe { QueueHandle::from_ptr(rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr())) };
+        let shared_queue = Arc::new(shared_queue.expect("a consumer with a group always has a consumer queue"));
+        Self {
+            buffered: VecDeque::with_capacity(BATCH),
+            next_partition: 0,
+            shares: Vec::new(),
+            shared_queue,
+            serving: None,
+            consumer,
+            state,
+            shutdown,
+            stopping,
+        }
+    }
+
+    pub(crate) fn consumer(&self) -> &SharedConsumer {
+        &self.consumer
+    }
+
+    pub(crate) fn label(&self) -> &str {
+        self.state.label()
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_begun()
+    }
+
+    /// The next message. A buffered one is handed out at once unless the shared queue has
+    /// events: those (a rebalance above all) are served first, on a blocking thread, as a
+    /// per-message poll would. An empty buffer is refilled from the partition queues. `None`
+    /// once shutdown has begun or the consumer cannot go on.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
+        loop {
+            if let Some(serving) = &mut self.serving {
+                // Even during shutdown: a rebalance being served finishes its commit first.
+                if Pin::new(serving).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.serving = None;
+                self.forget_revoked();
+            }
+            if self.shutdown.is_begun() || self.state.is_stopped() {
+                return Poll::Ready(None);
+            }
+            if self.shared_queue.len() > 0 {
+                self.serve_shared_queue();
+                continue;
+            }
+            if self.buffered.is_empty() {
+                // Registered before looking, so a message arriving in between wakes us.
+                self.consumer.context().waker.register(cx.waker());
+                if self.shared_queue.len() > 0 {
+                    continue;
+                }
+                if !self.refill() {
+                    return match self.stopping.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+            // One unit of the task's budget per message: a worker that never waits still lets
+            // signals, timers and other tasks on its thread run.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            let Some(raw) = self.buffered.pop_front() else { continue };
+            if raw.fields().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                self.report_partition_error(&raw);
+                continue;
+            }
+            coop.made_progress();
+            self.state.count_message();
+            return Poll::Ready(Some(raw));
+        }
+    }
+
+    /// Serves the shared queue on a blocking thread: a rebalance runs the callbacks in
+    /// `rebalance`, whose commit on revoke waits for the broker.
+    fn serve_shared_queue(&mut self) {
+        let consumer = self.consumer.clone();
+        let queue = Arc::clone(&self.shared_queue);
+        let state = Arc::clone(&self.state);
+        self.serving = Some(tokio::task::spawn_blocking(move || {
+            for _ in 0..SHARED_EVENTS_PER_SERVE {
+                if queue.len() == 0 {
+                    break;
+                }
+                match consumer.poll(Duration::ZERO) {
+                    None => {}
+                    Some(Ok(message)) => state.stop(format!(
+                        "a message of {}[{}] reached the consumer's shared queue, so its partition's queue \
+                         was not split off; the worker stops rather than hand out messages out of order",
+                        message.topic(),
+                        message.partition()
+                    )),
+                    Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                        state.stop(format!("the consumer hit a fatal error: {code}"))
+                    }
+                    Some(Err(err)) => report(state.label(), &err),
+                }
+            }
+        }));
+    }
+
+    /// Takes up to [`BATCH`] messages from the partition queues, each queue's in order. Every
+    /// partition gets an equal share first, handed out interleaved (one message of each in
+    /// turn), so that none waits behind another's backlog; what is left of the batch goes to
+    /// whoever has more. The first partition changes every time. False if every queue was
+    /// empty.
+    fn refill(&mut self) -> bool {
+        let assigned = self.consumer.context().partitions.lock();
+        let queues = &assigned.queues;
+        if queues.is_empty() {
+            return false;
+        }
+        let mut batch = [std::ptr::null_mut::<rdsys::rd_kafka_message_t>(); BATCH];
+        let start = self.next_partition % queues.len();
+        self.next_partition = start + 1;
+        let share = (BATCH / queues.len()).max(1);
+        let rotation = || queues[start..].iter().chain(&queues[..start]);
+        // First pass: each queue's share lands in its own run of `batch`.
+        self.shares.clear();
+        let mut used = 0;
+        for queue in rotation() {
+            let room = share.min(BATCH - used);
+            if room == 0 {
+                break;
+            }
+            let taken = take_from(queue, &mut batch[used..used + room]);
+            self.shares.push(Share { first: used, taken, full: taken == room });
+            used += taken;
+        }
+        let longest = self.shares.iter().map(|s| s.taken).max().unwrap_or(0);
+        for index in 0..longest {
+            for share in &self.shares {
+                if index < share.taken {
+                    // SAFETY: each message is owned by us from here on.
+                    self.buffered.extend(unsafe { NativeMessage::from_ptr(batch[share.first + index]) });
+                }
+            }
+        }
+        // Second pass: the rest of the batch to the queues that filled their share.
+        if queues.len() > 1 && self.shares.iter().any(|s| s.full) {
+            for queue in rotation() {
+                let room = BATCH - self.buffered.len();
+                if room == 0 {
+                    break;
+                }
+                let taken = take_from(queue, &mut batch[..room]);
+                for &message in &batch[..taken] {
+                    // SAFETY: each message is owned by us from here on.
+                    self.buffered.extend(unsafe { NativeMessage::from_ptr(message) });
+                }
+            }
+        }
+        !self.buffered.is_empty()
+    }
+
+    /// After a rebalance took partitions away, drops what was buffered of them: whoever owns
+    /// them now (this worker too, if they came back) reads them again from the last commit.
+    /// The other partitions' buffered messages stay: librdkafka has moved past them.
+    fn forget_revoked(&mut self) {
+        let Some(revoked) = self.consumer.context().partitions.take_revoked() else { return };
+        self.buffered.retain(|message| {
+            let (topic, partition) = (message.topic(), message.fields().partition);
+            !revoked.iter().any(|(t, p)| *p == partition && t == topic)
+        });
+    }
+
+    fn report_partition_error(&self, message: &NativeMessage) {
+        let fields = message.fields();
+        let code: RDKafkaErrorCode = fields.err.into();
+        let (label, topic, partition) = (self.state.label(), message.topic(), fields.partition);
+        match code {
+            RDKafkaErrorCode::PartitionEOF => {}
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => tracing::warn!(
+                worker = label,
+                "{topic} partition {partition}: {code}; the worker waits for the topic to be created"
+            ),
+            _ => tracing::warn!(worker = label, "consumer error on {topic} partition {partition}: {code}"),
+        }
+    }
+}
+
+fn report(label: &str, err: &KafkaError) {
+    match err.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            tracing::warn!(worker = label, "{err}; the worker waits for the topic to be created")
+        }
+        _ => tracing::warn!(worker = label, "consumer error: {err}"),
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        // Nobody reads the partition queues any more: they go now, before the client.
+        self.consumer.context().partitions.close();
+    }
+}

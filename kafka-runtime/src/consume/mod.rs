@@ -1,0 +1,15 @@
+//! Consuming, in the order a message travels: the client and its subscription (`client`),
+//! the group's rebalances (`rebalance`), one queue per assigned partition (`partitions`),
+//! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
+//! (`offsets`), and [`TopicStream`], the public API over them.
+
+pub(crate) mod client;
+pub(crate) mod fetch;
+pub(crate) mod message;
+pub(crate) mod offsets;
+pub(crate) mod partitions;
+pub(crate) mod rebalance;
+pub(crate) mod stream;
+
+pub use message::Message;
+pub use stream::TopicStream;

@@ -1,0 +1,122 @@
+//! Offsets: where a handed-out message sits ([`Receipt`]), and the store that marks it done,
+//! without allocating. librdkafka commits what is stored (in the background, on revoke and
+//! at close); at-least-once follows from storing a message's offset only once it is done.
+
+use std::ffi::CString;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka_sys as rdsys;
+
+use super::client::SharedConsumer;
+use crate::ffi::topic_name;
+
+/// Where a handed-out message sits, so its offset can be stored once it is done.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Receipt {
+    topic: usize,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+}
+
+/// Where the worker stands, for error messages.
+pub(crate) struct Position {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "topic {}, partition {}, offset {}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Stores offsets through one librdkafka topic handle per topic, reused.
+pub(crate) struct OffsetStore {
+    // Field order: the handles go before the consumer they belong to.
+    topics: Vec<TopicHandle>,
+    consumer: SharedConsumer,
+}
+
+struct TopicHandle {
+    name: Box<str>,
+    native: *mut rdsys::rd_kafka_topic_t,
+}
+
+// SAFETY: librdkafka topic handles are thread-safe; the store only creates, uses and destroys
+// its own handles.
+unsafe impl Send for OffsetStore {}
+unsafe impl Sync for OffsetStore {}
+
+impl OffsetStore {
+    pub(crate) fn new(consumer: SharedConsumer) -> Self {
+        Self { topics: Vec::new(), consumer }
+    }
+
+    /// The receipt for a message about to be handed to a worker. librdkafka hands out one
+    /// object per topic, the same one our handle holds, so the topic is found by address;
+    /// the name is compared only if that ever misses. (Holding the handle keeps the object,
+    /// so its address cannot be reused by another topic.)
+    pub(crate) fn receipt(&mut self, message: &rdsys::rd_kafka_message_t) -> Receipt {
+        let object = message.rkt;
+        let index = match self.topics.iter().position(|handle| handle.native == object) {
+            Some(index) => index,
+            None => {
+                // SAFETY: a consumed message's topic handle lives as long as the message.
+                let name = unsafe { topic_name(object) };
+                match self.topics.iter().position(|handle| &*handle.name == name) {
+                    Some(index) => index,
+                    None => {
+                        self.topics.push(TopicHandle::new(&self.consumer, name));
+                        self.topics.len() - 1
+                    }
+                }
+            }
+        };
+        Receipt { topic: index, partition: message.partition, offset: message.offset }
+    }
+
+    pub(crate) fn position(&self, receipt: &Receipt) -> Position {
+        Position { topic: self.topics[receipt.topic].name.to_string(), partition: receipt.partition, offset: receipt.offset }
+    }
+
+    /// Marks the message as done: librdkafka then commits its successor's offset.
+    pub(crate) fn store(&self, receipt: &Receipt) -> Result<(), RDKafkaErrorCode> {
+        let handle = &self.topics[receipt.topic];
+        if handle.native.is_null() {
+            return Err(RDKafkaErrorCode::UnknownTopic);
+        }
+        // SAFETY: `native` is a live handle owned by this store. `rd_kafka_offset_store`
+        // adds the 1 itself: it takes the offset of the message that is done.
+        let code = unsafe { rdsys::rd_kafka_offset_store(handle.native, receipt.partition, receipt.offset) };
+        if code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Ok(())
+        } else {
+            Err(code.into())
+        }
+    }
+}
+
+impl TopicHandle {
+    fn new(consumer: &SharedConsumer, name: &str) -> Self {
+        // Topic names come from librdkafka, which never hands out one with a NUL byte.
+        let c_name = CString::new(name).unwrap_or_default();
+        // SAFETY: the client pointer is live for the duration of the call; the returned
+        // handle holds its own reference and is destroyed in `Drop`, before the store's
+        // consumer handle.
+        let native =
+            unsafe { rdsys::rd_kafka_topic_new(consumer.client().native_ptr(), c_name.as_ptr(), std::ptr::null_mut()) };
+        Self { name: name.into(), native }
+    }
+}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        if !self.native.is_null() {
+            // SAFETY: created by `rd_kafka_topic_new` and destroyed once.
+            unsafe { rdsys::rd_kafka_topic_destroy(self.native) }
+        }
+    }
+}

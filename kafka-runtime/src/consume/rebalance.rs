@@ -1,0 +1,73 @@
+//! What happens when the group moves partitions: stored offsets are committed before
+//! partitions are given up, and new partitions get their own queues before fetching starts.
+//! These callbacks run where the shared queue is served: on a blocking thread (see `fetch`),
+//! never on an async one, since the commit waits for the broker.
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::TopicPartitionList;
+
+use super::client::{commit_stored, WorkerConsumerContext};
+
+impl ConsumerContext for WorkerConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let label = self.state.label();
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                // Handlers run between polls of this queue, so every finished message is
+                // already stored: commit them before another member takes the partitions over.
+                tracing::info!(worker = label, "partitions revoked: {}", describe(partitions));
+                self.partitions.remove(partitions);
+                self.state.set_assigned(|assigned| {
+                    assigned.retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
+                });
+                commit_stored(consumer, "on revoke");
+            }
+            Rebalance::Error(err) => tracing::warn!(worker = label, "rebalance error: {err}"),
+            Rebalance::Assign(partitions) => {
+                let client = consumer.client().native_ptr();
+                if let Err(partition) = self.partitions.add(client, partitions, &self.waker) {
+                    self.state.stop(format!(
+                        "cannot read partition {partition}: librdkafka gave no queue for it, and it \
+                         would stall; the worker stops (nothing was committed past what it handled)"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(worker = self.state.label(), "partitions assigned: {}", describe(partitions));
+            self.state.set_assigned(|assigned| {
+                for element in partitions.elements() {
+                    let partition = (element.topic().to_owned(), element.partition());
+                    if !assigned.contains(&partition) {
+                        assigned.push(partition);
+                    }
+                }
+            });
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => tracing::warn!(
+                worker = self.state.label(),
+                "offset commit failed: {err}; it is retried with the next commit"
+            ),
+        }
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    let mut list: Vec<String> =
+        partitions.elements().iter().map(|p| format!("{}[{}]", p.topic(), p.partition())).collect();
+    list.sort();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}

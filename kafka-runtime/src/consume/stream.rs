@@ -1,0 +1,81 @@
+//! [`TopicStream`]: the public face of a consumer: the next message, and its offset stored
+//! once the worker moves on.
+
+use std::sync::Arc;
+
+use super::client::SharedConsumer;
+use super::fetch::Fetcher;
+use super::message::Message;
+use super::offsets::{OffsetStore, Position, Receipt};
+use crate::app::shutdown::Shutdown;
+use crate::worker::state::WorkerState;
+
+/// The stream a worker reads its messages from.
+///
+/// # Offsets
+///
+/// At-least-once, with one rule: **a message counts as done when the worker asks for the next
+/// one** ([`next`](Self::next)) **or calls [`ack`](Self::ack)**. Its offset is then stored,
+/// and committed in the background, when partitions are revoked and at shutdown. Only the
+/// message handed out last is tracked: `next()` marks it done whatever happened to it. A
+/// worker that hands a message to a spawned task and asks for the next one before that task
+/// finishes therefore commits work that is not done; finish each message before calling
+/// `next()` again. A message the worker was still holding when it failed or the process died
+/// is delivered again.
+///
+/// [`next`](Self::next) returns `None` once the process is shutting down: finish the current
+/// message, then return from the worker.
+pub struct TopicStream {
+    // Field order: the store's topic handles go before the fetcher's queues.
+    offsets: OffsetStore,
+    /// The last message handed out, not yet marked done.
+    handed_out: Option<Receipt>,
+    fetcher: Fetcher,
+}
+
+impl TopicStream {
+    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Self {
+        Self {
+            offsets: OffsetStore::new(consumer.clone()),
+            handed_out: None,
+            fetcher: Fetcher::new(consumer, shutdown, state),
+        }
+    }
+
+    /// Stores the offset of the previous message (see [Offsets](#offsets)), then waits for
+    /// the next one. `None` means the process is shutting down, or the consumer hit an error
+    /// it cannot recover from.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.ack();
+        let raw = std::future::poll_fn(|cx| self.fetcher.poll_next(cx)).await?;
+        self.handed_out = Some(self.offsets.receipt(raw.fields()));
+        Some(Message::new(raw, self.fetcher.consumer().clone()))
+    }
+
+    /// Marks the last message returned by [`next`](Self::next) as done now, instead of when
+    /// the next one is asked for. Call it before returning from a worker that stops on its
+    /// own, or its last message is delivered again.
+    pub fn ack(&mut self) {
+        if let Some(receipt) = self.handed_out.take() {
+            if let Err(code) = self.offsets.store(&receipt) {
+                // The partition was revoked while the message was handled: its new owner
+                // reads it again, which at-least-once allows.
+                tracing::warn!(
+                    worker = self.fetcher.label(),
+                    "offset not stored for {}: {code}; the message will be delivered again",
+                    self.offsets.position(&receipt)
+                );
+            }
+        }
+    }
+
+    /// True once shutdown has begun; `next` then returns `None`.
+    pub fn is_shutting_down(&self) -> bool {
+        self.fetcher.is_shutting_down()
+    }
+
+    /// The message handed out last and not yet marked done.
+    pub(crate) fn handed_out(&self) -> Option<Position> {
+        self.handed_out.as_ref().map(|receipt| self.offsets.position(receipt))
+    }
+}

@@ -1,0 +1,42 @@
+//! The per-message loop: one message at a time, each handed to the handler, its offset stored
+//! once the handler returns `Ok`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+
+use crate::consume::TopicStream;
+use crate::error::panic_message;
+use crate::worker::context::WorkerContext;
+use crate::worker::error::WorkerError;
+use crate::worker::handler::MessageHandler;
+
+/// Runs `handler` on every message of `stream` until shutdown or the first failure, which
+/// names the message and leaves it uncommitted.
+pub(crate) async fn run<H: MessageHandler<Args>, Args>(
+    handler: Arc<H>,
+    mut stream: TopicStream,
+    ctx: WorkerContext,
+) -> Result<(), WorkerError> {
+    // One unwind guard around the whole loop, not one per message: it costs nothing until a
+    // handler panics, and the stream, outside it, still names the message handed out.
+    let handled = AssertUnwindSafe(async {
+        while let Some(message) = stream.next().await {
+            handler.call(message, &ctx).await?;
+        }
+        Ok::<_, WorkerError>(())
+    })
+    .catch_unwind()
+    .await;
+    let failure = match handled {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
+        Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
+    };
+    Err(WorkerError::msg(format_args!("{failure}; the message was not committed and will be delivered again")))
+}
+
+fn at(stream: &TopicStream) -> String {
+    stream.handed_out().map(|p| format!(" at {p}")).unwrap_or_default()
+}
