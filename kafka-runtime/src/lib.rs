@@ -38,6 +38,8 @@ mod error;
 mod ffi;
 mod logging;
 mod produce;
+#[cfg(test)]
+mod test_support;
 mod worker;
 
 pub use app::cli;

@@ -28,6 +28,23 @@ pub(crate) struct WorkerConsumerContext {
     pub(crate) partitions: PartitionQueues,
     /// Wakes the worker's task when its shared queue or a partition queue turns non-empty.
     pub(crate) waker: Arc<AtomicWaker>,
+    /// The threads the rebalance callbacks ran on, for tests to check they never run on an
+    /// async thread.
+    #[cfg(test)]
+    pub(crate) rebalance_threads: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl WorkerConsumerContext {
+    pub(crate) fn new(state: Arc<WorkerState>, brokers: Arc<str>, partitions: PartitionQueues) -> Self {
+        Self {
+            state,
+            brokers,
+            partitions,
+            waker: Arc::default(),
+            #[cfg(test)]
+            rebalance_threads: Default::default(),
+        }
+    }
 }
 
 impl ClientContext for WorkerConsumerContext {

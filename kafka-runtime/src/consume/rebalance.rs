@@ -11,6 +11,8 @@ use super::client::{commit_stored, WorkerConsumerContext};
 
 impl ConsumerContext for WorkerConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        #[cfg(test)]
+        self.rebalance_threads.lock().unwrap().push(std::thread::current().id());
         let label = self.state.label();
         match rebalance {
             Rebalance::Revoke(partitions) => {

@@ -79,3 +79,44 @@ impl TopicStream {
         self.handed_out.as_ref().map(|receipt| self.offsets.position(receipt))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::consumer::Consumer as _;
+
+    use super::*;
+    use crate::consume::client::WorkerConsumerContext;
+    use crate::consume::partitions::PartitionQueues;
+    use crate::test_support::{brokers, consumer_config, topic_with_messages, unique, within_a_minute};
+
+    /// The commit on revoke waits for the broker: the rebalance callbacks must run on a
+    /// blocking thread, never on the one thread of this runtime.
+    #[tokio::test(flavor = "current_thread")]
+    async fn rebalance_callbacks_never_run_on_an_async_thread() {
+        let topic = topic_with_messages("rebalance-thread", 3).await;
+        let state = WorkerState::register("rebalance-thread".into(), "g".into());
+        let context = WorkerConsumerContext::new(Arc::clone(&state), brokers().into(), PartitionQueues::default());
+        let consumer = SharedConsumer::subscribe(&consumer_config(&unique("g")), context, &[topic]).unwrap();
+        let mut stream = TopicStream::new(consumer.clone(), Shutdown::new(), Arc::clone(&state));
+
+        let first = within_a_minute(stream.next()).await.expect("a message after the assignment");
+        assert_eq!(first.payload_str().unwrap(), "0");
+        assert_eq!(state.status().assigned.len(), 1);
+        // Leaving the subscription revokes the partition, served by the stream's next poll.
+        consumer.unsubscribe();
+        within_a_minute(async {
+            while !state.status().assigned.is_empty() {
+                let _ = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+            }
+        })
+        .await;
+
+        let threads = consumer.context().rebalance_threads.lock().unwrap().clone();
+        assert!(threads.len() >= 2, "an assignment and a revoke: {threads:?}");
+        assert!(!threads.contains(&std::thread::current().id()), "a rebalance callback ran on the async thread");
+        drop((first, stream));
+        tokio::task::spawn_blocking(move || consumer.close()).await.unwrap();
+    }
+}

@@ -77,12 +77,7 @@ pub(crate) async fn run_consumer(
 ) -> Result<(), String> {
     let label = Arc::clone(&job.label);
     let state = WorkerState::register(Arc::clone(&label), job.ctx.group().to_owned());
-    let context = WorkerConsumerContext {
-        state: Arc::clone(&state),
-        brokers: Arc::clone(&job.brokers),
-        partitions,
-        waker: Arc::default(),
-    };
+    let context = WorkerConsumerContext::new(Arc::clone(&state), Arc::clone(&job.brokers), partitions);
     let consumer = SharedConsumer::subscribe(&job.client_config, context, &job.subscription)
         .map_err(|err| format!("worker `{label}`: cannot start its consumer: {err}"))?;
     tracing::info!(
@@ -125,5 +120,99 @@ pub(crate) async fn run_consumer(
         (Ok(()), false) => Err(format!(
             "worker `{label}`: the final commit failed; messages handled since the last commit will be delivered again"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::app::cli::Arguments;
+    use crate::config::{Source, Sourced, WorkerConfig};
+    use crate::consume::Message;
+    use crate::test_support::{brokers, consumer_config, topic_with_messages, unique, within_a_minute};
+    use crate::worker::handler::WorkerStyle;
+
+    /// A stream worker's job on `topic`, as the app would build it.
+    fn job(topic: &str, run: impl Fn(TopicStream) -> crate::worker::handler::WorkerFuture + Send + Sync + 'static) -> ConsumerJob {
+        let group = unique("g");
+        let config = WorkerConfig {
+            name: "test".into(),
+            rust_path: "kafka_runtime::tests::worker",
+            style: WorkerStyle::Stream,
+            group: Sourced::new(group.clone(), Source::Default),
+            subscription: None,
+            default_topics: Vec::new(),
+            topic_prefix: Sourced::new(String::new(), Source::Default),
+            client_settings: BTreeMap::new(),
+        };
+        let arguments = Arguments::try_parse_from(["test", "list-workers"]).unwrap();
+        let ctx = WorkerContext::new(
+            Arc::new(config),
+            group.clone(),
+            vec![topic.to_owned()],
+            Arc::new(arguments),
+            Arc::new(serde_json::json!({})),
+        );
+        ConsumerJob {
+            worker: Arc::new(Worker { style: WorkerStyle::Stream, run: Box::new(move |stream, _ctx| run(stream)) }),
+            label: unique("worker").into(),
+            client_config: consumer_config(&group),
+            subscription: vec![topic.to_owned()],
+            brokers: brokers().into(),
+            ctx,
+        }
+    }
+
+    /// A worker that keeps a message after it returns: the consumer still leaves its group
+    /// when the runner says "consumer closed", not when that message is dropped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_consumer_is_closed_when_its_worker_ends_even_if_a_message_is_kept() {
+        let topic = topic_with_messages("kept", 1).await;
+        let kept: Arc<Mutex<Option<Message>>> = Arc::default();
+        let keep = Arc::clone(&kept);
+        let job = job(&topic, move |mut stream| {
+            let keep = Arc::clone(&keep);
+            Box::pin(async move {
+                let message = stream.next().await.ok_or("no message")?;
+                stream.ack();
+                *keep.lock().unwrap() = Some(message);
+                Ok(())
+            })
+        });
+        let ran = run_consumer(job, Shutdown::new(), Duration::from_secs(30), PartitionQueues::default());
+        within_a_minute(ran).await.expect("the worker ends cleanly");
+        let message = kept.lock().unwrap().take().expect("the worker kept its message");
+        assert_eq!(message.payload_str().unwrap(), "0");
+        assert!(message.consumer().closed(), "the consumer must be closed once the runner returns");
+        // Dropped here, on an async thread: the client is destroyed on a thread of its own.
+        drop(message);
+    }
+
+    /// A partition whose queue cannot be split off would never be fetched: the worker stops
+    /// with an error naming it instead of stalling.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partition_that_cannot_get_its_queue_stops_the_worker() {
+        unsafe fn no_queue(
+            _client: *mut rdkafka_sys::rd_kafka_t,
+            _topic: &std::ffi::CString,
+            _partition: i32,
+        ) -> *mut rdkafka_sys::rd_kafka_queue_t {
+            std::ptr::null_mut()
+        }
+        let topic = topic_with_messages("no-queue", 3).await;
+        let job = job(&topic, |mut stream| {
+            Box::pin(async move {
+                while stream.next().await.is_some() {}
+                Ok(())
+            })
+        });
+        let ran = run_consumer(job, Shutdown::new(), Duration::from_secs(30), PartitionQueues::with_split(no_queue));
+        let err = within_a_minute(ran).await.expect_err("the worker must stop");
+        assert!(err.contains(&format!("cannot read partition {topic}[0]")), "{err}");
     }
 }

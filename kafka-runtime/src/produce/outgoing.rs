@@ -211,3 +211,30 @@ impl Drop for Waiting<'_> {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::produce::producer::ProducerSetup;
+
+    /// A `send` dropped while it waits for room (inside `timeout` or `select!`) must not stay
+    /// counted as waiting: every delivery would then wake nobody, forever.
+    #[tokio::test]
+    async fn a_cancelled_send_stops_waiting_for_room() {
+        let producer = Producer::new();
+        // Nothing listens there, so the one-message queue stays full.
+        let setup = ProducerSetup::new()
+            .brokers("127.0.0.1:1")
+            .set("queue.buffering.max.messages", "1")
+            .set("message.timeout.ms", "60000")
+            .queue_timeout(Duration::from_secs(30));
+        producer.setup(setup).await.expect("a client");
+        producer.message_bytes("t", b"first").send_and_forget().await.expect("room for one");
+        for _ in 0..5 {
+            let send = producer.message_bytes("t", b"more").send();
+            assert!(tokio::time::timeout(Duration::from_millis(20), send).await.is_err(), "the queue is full");
+        }
+        let waiting = producer.client.get().expect("set up").inner.context().waiting.load(Ordering::Relaxed);
+        assert_eq!(waiting, 0, "cancelled sends are still counted as waiting for room");
+    }
+}

@@ -247,7 +247,7 @@ impl ProducerContext for SharedContext {
 }
 
 impl Producer {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             client: OnceLock::new(),
             creating: tokio::sync::Mutex::new(()),
