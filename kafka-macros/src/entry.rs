@@ -3,7 +3,10 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::ItemFn;
+use syn::parse::Parser;
+use syn::{Expr, ItemFn, LitStr, Path};
+
+use crate::runtime_path;
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -18,9 +21,10 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         Some(all) => all.combine(err),
         None => errors = Some(err),
     };
-    if !args.is_empty() {
-        fail(syn::Error::new_spanned(&args, "#[kafka_main] takes no arguments"));
-    }
+    let krate = parse_args(args).unwrap_or_else(|err| {
+        fail(err);
+        None
+    });
     if func.sig.asyncness.is_none() {
         fail(syn::Error::new_spanned(func.sig.fn_token, "#[kafka_main] needs an `async fn`: add `async` before `fn`"));
     }
@@ -33,6 +37,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     if !func.sig.generics.params.is_empty() {
         fail(syn::Error::new_spanned(&func.sig.generics, "#[kafka_main] cannot be generic"));
     }
+    let krate = krate.unwrap_or_else(runtime_path::default);
     let ItemFn { attrs, vis, sig, block } = func;
     let ident = &sig.ident;
     let output = match &sig.output {
@@ -64,8 +69,48 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis fn #ident() -> ::std::process::ExitCode {
-            ::kafka_runtime::__private::run_main(#body)
+            #krate::__private::run_main(#body)
         }
+    }
+}
+
+/// The attribute's only argument: `crate = "..."`, the path to `kafka-runtime`.
+fn parse_args(args: TokenStream) -> syn::Result<Option<Path>> {
+    let mut krate: Option<Path> = None;
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |err: syn::Error| match &mut errors {
+        Some(all) => all.combine(err),
+        None => errors = Some(err),
+    };
+    let parser = syn::meta::parser(|meta| {
+        let Some(key) = meta.path.get_ident().cloned() else {
+            return Err(meta.error("unknown key; #[kafka_main] takes only `crate`"));
+        };
+        if key == "crate" {
+            let value: LitStr = meta.value()?.parse()?;
+            let path = runtime_path::parse(&value).unwrap_or_else(|err| {
+                push(err);
+                runtime_path::default()
+            });
+            if krate.replace(path).is_some() {
+                push(syn::Error::new_spanned(&key, "duplicate key `crate`"));
+            }
+        } else {
+            push(syn::Error::new_spanned(&key, format!("unknown key `{key}`; #[kafka_main] takes only `crate`")));
+            // Skip the value so parsing can go on and report later mistakes too.
+            if meta.input.peek(syn::Token![=]) {
+                let _: Expr = meta.value()?.parse()?;
+            }
+        }
+        Ok(())
+    });
+    // A syntax error stops the parser; keep the mistakes found before it.
+    if let Err(err) = parser.parse2(args) {
+        push(err);
+    }
+    match errors {
+        Some(err) => Err(err),
+        None => Ok(krate),
     }
 }
 
@@ -97,6 +142,74 @@ mod tests {
         assert!(out.contains("pub fn app ()"), "{out}");
         assert!(!out.contains("fn main"), "{out}");
         assert!(out.contains("takes no parameters"), "{out}");
+    }
+
+    fn expand_main(args: TokenStream) -> String {
+        expand(
+            args,
+            quote!(
+                async fn main() {}
+            ),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn crate_replaces_the_runtime_path() {
+        let out = expand_main(quote!(crate = "my_kafka"));
+        assert!(out.contains("my_kafka :: __private :: run_main"), "{out}");
+        assert!(!out.contains("kafka_runtime"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn crate_defaults_to_kafka_runtime() {
+        let out = expand_main(quote!());
+        assert!(out.contains(":: kafka_runtime :: __private :: run_main"), "{out}");
+    }
+
+    #[test]
+    fn crate_must_be_a_path() {
+        let out = expand_main(quote!(crate = "::"));
+        assert!(out.contains("`crate` must be a path"), "{out}");
+        // The error stub keeps `main`.
+        assert!(out.contains("fn main ()"), "{out}");
+        assert!(!out.contains("run_main"), "{out}");
+    }
+
+    #[test]
+    fn duplicate_crate() {
+        let out = expand_main(quote!(crate = "a", crate = "b"));
+        assert!(out.contains("duplicate key `crate`"), "{out}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let out = expand_main(quote!(flavor = "current_thread", crate = "my_kafka", worker_threads = 2));
+        assert!(out.contains("unknown key `flavor`; #[kafka_main] takes only `crate`"), "{out}");
+        assert!(out.contains("unknown key `worker_threads`"), "{out}");
+        assert!(!out.contains("run_main"), "{out}");
+    }
+
+    #[test]
+    fn a_bare_key_is_an_error() {
+        let out = expand_main(quote!(crate));
+        assert!(out.contains("expected `=`"), "{out}");
+        let out = expand_main(quote!(my_kafka::x = "a"));
+        assert!(out.contains("unknown key"), "{out}");
+    }
+
+    #[test]
+    fn errors_combine_with_the_signature_errors() {
+        let out = expand(
+            quote!(nope = 1),
+            quote!(
+                fn main() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("unknown key `nope`"), "{out}");
+        assert!(out.contains("needs an `async fn`"), "{out}");
     }
 
     #[test]

@@ -2,10 +2,15 @@
 //!
 //! Parsing and expansion live in [`worker`] and [`entry`], written against `proc_macro2`
 //! so they can be unit-tested; this file only bridges to `proc_macro`.
+//!
+//! The generated code reaches the runtime as `::kafka_runtime`. An app that renames the
+//! dependency in its Cargo.toml passes the name it uses as `crate = "..."` to both macros:
+//! `#[my_kafka::kafka_worker(crate = "my_kafka", ...)]`, `#[my_kafka::kafka_main(crate = "my_kafka")]`.
 
 use proc_macro::TokenStream;
 
 mod entry;
+mod runtime_path;
 mod worker;
 
 /// Registers an async function as a Kafka worker. See `kafka_runtime::kafka_worker`.

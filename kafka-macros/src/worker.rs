@@ -5,7 +5,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprArray, ExprLit, Ident, ItemFn, Lit, LitStr};
+use syn::{Expr, ExprArray, ExprLit, Ident, ItemFn, Lit, LitStr, Path};
+
+use crate::runtime_path;
 
 /// The attribute's arguments, each optional.
 #[derive(Default)]
@@ -14,9 +16,11 @@ struct WorkerArgs {
     group: Option<LitStr>,
     topics: Option<(Ident, Vec<LitStr>)>,
     regex_topic: Option<(Ident, LitStr)>,
+    /// `crate = "..."`: the path to `kafka-runtime`.
+    krate: Option<Path>,
 }
 
-const KEYS: &str = "`name`, `group`, `topics` or `regex_topic`";
+const KEYS: &str = "`name`, `group`, `topics`, `regex_topic` or `crate`";
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -103,6 +107,16 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
                     push(&mut errors, duplicate());
                 }
             }
+            "crate" => {
+                let value: LitStr = meta.value()?.parse()?;
+                let path = runtime_path::parse(&value).unwrap_or_else(|err| {
+                    push(&mut errors, err);
+                    runtime_path::default()
+                });
+                if parsed.krate.replace(path).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
             _ => {
                 push(&mut errors, syn::Error::new_spanned(&key, format!("unknown key `{key}`; expected {KEYS}")));
                 // Skip the value so parsing can go on and report later mistakes too.
@@ -158,13 +172,17 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
     let group = option(args.group.as_ref());
     let regex_topic = option(args.regex_topic.as_ref().map(|(_, regex)| regex));
     let topics = args.topics.as_ref().map(|(_, topics)| topics.as_slice()).unwrap_or_default();
+    let krate = args.krate.clone().unwrap_or_else(runtime_path::default);
+    // The runtime's hidden module under a local name, so the code below has no token of the
+    // path: a path that does not resolve is reported once, on the `use`.
+    let import = quote!(use #krate::__private as __kafka_private;);
     // Spanned on the function's name: a signature that fits no worker style is reported there.
     let build = quote_spanned! {ident.span()=>
-        fn __kafka_worker_build() -> ::kafka_runtime::__private::Worker {
-            ::kafka_runtime::__private::into_worker(#ident)
+        fn __kafka_worker_build() -> __kafka_private::Worker {
+            __kafka_private::into_worker(#ident)
         }
     };
-    let private = quote_spanned!(Span::call_site()=> ::kafka_runtime::__private);
+    let private = quote_spanned!(Span::call_site()=> __kafka_private);
     let span = func.sig.fn_token.span();
     let submit = quote_spanned! {span=>
         #private::submit_worker!(#private::WorkerRegistration {
@@ -179,6 +197,7 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
     quote! {
         #func
         const _: () = {
+            #import
             #build
             #submit
         };
@@ -208,9 +227,12 @@ mod tests {
 
     #[test]
     fn accepts_every_key() {
-        let args = parse_args(quote!(name = "es", group = "g", topics = ["a", "b"])).ok().unwrap();
+        let args =
+            parse_args(quote!(name = "es", group = "g", topics = ["a", "b"], crate = "::my_kafka")).ok().unwrap();
         assert_eq!(args.name.unwrap().value(), "es");
         assert_eq!(args.topics.unwrap().1.len(), 2);
+        let krate = args.krate.unwrap();
+        assert_eq!(quote!(#krate).to_string(), ":: my_kafka");
     }
 
     #[test]
@@ -232,6 +254,55 @@ mod tests {
     fn topics_and_regex_conflict() {
         let out = errors_of(quote!(topics = ["a"], regex_topic = "a.*"));
         assert!(out.contains("cannot be used together"), "{out}");
+    }
+
+    #[test]
+    fn crate_replaces_every_runtime_path() {
+        let out = errors_of(quote!(crate = "my_kafka", name = "w"));
+        assert!(out.contains("use my_kafka :: __private as __kafka_private ;"), "{out}");
+        assert!(out.contains("__kafka_private :: submit_worker !"), "{out}");
+        assert!(out.contains("__kafka_private :: into_worker"), "{out}");
+        assert!(out.contains("__kafka_private :: WorkerRegistration"), "{out}");
+        assert!(!out.contains("kafka_runtime"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn crate_defaults_to_kafka_runtime() {
+        let out = errors_of(quote!(name = "w"));
+        assert!(out.contains("use :: kafka_runtime :: __private as __kafka_private ;"), "{out}");
+    }
+
+    #[test]
+    fn crate_must_be_a_path() {
+        let out = errors_of(quote!(crate = "my kafka", group = "a", group = "b"));
+        assert!(out.contains("`crate` must be a path"), "{out}");
+        // The parser goes on after a bad path.
+        assert!(out.contains("duplicate key `group`"), "{out}");
+        // The function is kept, without a registration.
+        assert!(out.contains("async fn handler"), "{out}");
+        assert!(!out.contains("submit_worker"), "{out}");
+    }
+
+    #[test]
+    fn crate_is_a_string_literal() {
+        let out = errors_of(quote!(crate = my_kafka));
+        assert!(out.contains("expected string literal"), "{out}");
+    }
+
+    #[test]
+    fn duplicate_crate() {
+        let out = errors_of(quote!(crate = "a", crate = "b"));
+        assert!(out.contains("duplicate key `crate`"), "{out}");
+    }
+
+    #[test]
+    fn unknown_key_lists_crate() {
+        let out = errors_of(quote!(krate = "a"));
+        assert!(
+            out.contains("unknown key `krate`; expected `name`, `group`, `topics`, `regex_topic` or `crate`"),
+            "{out}"
+        );
     }
 
     #[test]
