@@ -26,7 +26,7 @@ impl QueueHandle {
     /// # Safety
     /// `native` must be null or a queue handle owned by the caller and destroyed by nobody else.
     pub(crate) unsafe fn from_ptr(native: *mut rdsys::rd_kafka_queue_t) -> Option<Self> {
-        (!native.is_null()).then_some(Self { native, wakes: false })
+        (!native.is_null()).then(|| Self { native, wakes: false })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut rdsys::rd_kafka_queue_t {
