@@ -381,3 +381,33 @@ pub fn run_with_input(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+fn kept_log() -> &'static (Mutex<Vec<kafka_runtime::Message>>, watch::Sender<usize>) {
+    static KEPT: OnceLock<(Mutex<Vec<kafka_runtime::Message>>, watch::Sender<usize>)> = OnceLock::new();
+    KEPT.get_or_init(|| (Mutex::new(Vec::new()), watch::channel(0).0))
+}
+
+/// Keeps a message past the worker that got it (called by the `it_keep` worker).
+pub fn keep(message: kafka_runtime::Message) {
+    let (kept, changed) = kept_log();
+    kept.lock().unwrap().push(message);
+    changed.send_modify(|n| *n += 1);
+}
+
+/// Waits until at least `count` kept messages of `topic` are there, and takes them.
+pub async fn take_kept(topic: &str, count: usize) -> Vec<kafka_runtime::Message> {
+    let (kept, changed) = kept_log();
+    let mut receiver = changed.subscribe();
+    let wait = async {
+        loop {
+            if kept.lock().unwrap().iter().filter(|m| m.topic() == topic).count() >= count {
+                let mut all = kept.lock().unwrap();
+                let (mine, others) = std::mem::take(&mut *all).into_iter().partition(|m| m.topic() == topic);
+                *all = others;
+                return mine;
+            }
+            receiver.changed().await.expect("lives forever");
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {count} kept messages"))
+}

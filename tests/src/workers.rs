@@ -94,3 +94,25 @@ pub async fn forward(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError
     message.send().await?;
     Ok(())
 }
+
+/// Per-message handler that keeps the CPU busy for the app setting `busy_us` microseconds per
+/// message without ever waiting, and records the message: a worker that never yields by itself.
+#[kafka_worker(name = "it_busy")]
+pub async fn busy(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let busy: u64 = ctx.setting("busy_us").transpose()?.unwrap_or(0);
+    let until = std::time::Instant::now() + Duration::from_micros(busy);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    record(&ctx, &msg);
+    Ok(())
+}
+
+/// Stream worker that keeps every message it is handed in [`crate::kept`], past its own end.
+#[kafka_worker(name = "it_keep")]
+pub async fn keep(mut topic: TopicStream) -> Result<(), WorkerError> {
+    while let Some(msg) = topic.next().await {
+        crate::keep(msg);
+    }
+    Ok(())
+}
