@@ -46,11 +46,7 @@ impl QueueHandle {
     pub(crate) unsafe fn wake_on_events(&mut self, waker: &AtomicWaker) {
         // SAFETY: a live handle; the caller keeps the waker alive (see above).
         unsafe {
-            rdsys::rd_kafka_queue_cb_event_enable(
-                self.native,
-                Some(wake),
-                std::ptr::from_ref(waker).cast_mut().cast(),
-            )
+            rdsys::rd_kafka_queue_cb_event_enable(self.native, Some(wake), std::ptr::from_ref(waker).cast_mut().cast())
         };
         self.wakes = true;
     }

@@ -37,14 +37,17 @@ async fn headers_read_from_several_threads_at_once_are_parsed_once() {
             while ready.load(Ordering::Acquire) < 2 {
                 std::hint::spin_loop();
             }
-            message.headers().map(|(name, value)| (name.as_ptr() as usize, value.map(<[u8]>::to_vec))).collect::<Vec<_>>()
+            message
+                .headers()
+                .map(|(name, value)| (name.as_ptr() as usize, value.map(<[u8]>::to_vec)))
+                .collect::<Vec<_>>()
         };
         let (first, second) = std::thread::scope(|s| {
             let other = s.spawn(read);
             (read(), other.join().unwrap())
         });
         assert_eq!(first.len(), 2);
-        assert_eq!(first[0].1.as_deref(), Some(message.payload_str().unwrap()[1..].as_bytes()));
+        assert_eq!(first[0].1.as_deref(), Some(&message.payload_str().unwrap().as_bytes()[1..]));
         if first != second || message.headers().next().map(|(name, _)| name.as_ptr() as usize) != Some(first[0].0) {
             mismatches += 1;
         }

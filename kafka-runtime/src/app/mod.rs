@@ -177,8 +177,11 @@ impl App {
             let several = consumers.len() > 1;
             for spec in consumers {
                 // A worker with one consumer per topic names the group in its logs.
-                let label: Arc<str> =
-                    if several { format!("{}[{}]", config.name, spec.group).into() } else { config.name.as_str().into() };
+                let label: Arc<str> = if several {
+                    format!("{}[{}]", config.name, spec.group).into()
+                } else {
+                    config.name.as_str().into()
+                };
                 units.push((Arc::clone(&config), Arc::clone(&worker), spec, label));
             }
         }
@@ -202,7 +205,8 @@ impl App {
         let jobs = units
             .into_iter()
             .map(|(config, worker, spec, label)| {
-                let client_settings = config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
+                let client_settings =
+                    config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
                 let mut client_config = client_config(&brokers, client_settings);
                 client_config.set("group.id", &spec.group);
                 let ctx = WorkerContext::new(

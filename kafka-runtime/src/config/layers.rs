@@ -136,4 +136,3 @@ impl GlobalSettings {
         format!("{}{topic}", self.topic_prefix.value)
     }
 }
-

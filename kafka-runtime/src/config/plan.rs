@@ -224,8 +224,8 @@ pub fn effective_settings(file: &ConfigFile, global: &GlobalSettings) -> serde_j
 mod tests {
     use super::*;
     use crate::config::{CliLayer, EnvLayer};
-    use std::time::Duration;
     use std::path::Path;
+    use std::time::Duration;
 
     fn registration(
         name: &'static str,
@@ -380,7 +380,8 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("`nobody`"), "{warnings:?}");
         let global = GlobalSettings::merge(&file, &EnvLayer::default(), &CliLayer::default()).unwrap();
-        let alias = merge_worker_config(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default());
+        let alias =
+            merge_worker_config(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default());
         assert_eq!(alias.subscription_with_prefix(), vec!["other"]);
         assert_eq!(alias.group, Sourced::new("alias".to_owned(), Source::Default));
     }

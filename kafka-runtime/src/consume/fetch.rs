@@ -73,7 +73,8 @@ impl Fetcher {
         let stopping = Box::pin(shutdown.drain_token().cancelled_owned());
         // SAFETY: a live client; the handle is destroyed before the client, since every holder
         // of this `Arc` also holds the consumer (this fetcher, its serving task).
-        let shared_queue = unsafe { QueueHandle::from_ptr(rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr())) };
+        let shared_queue =
+            unsafe { QueueHandle::from_ptr(rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr())) };
         let shared_queue = Arc::new(shared_queue.expect("a consumer with a group always has a consumer queue"));
         Self {
             buffered: VecDeque::with_capacity(BATCH),

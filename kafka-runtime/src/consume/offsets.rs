@@ -79,7 +79,11 @@ impl OffsetStore {
     }
 
     pub(crate) fn position(&self, receipt: &Receipt) -> Position {
-        Position { topic: self.topics[receipt.topic].name.to_string(), partition: receipt.partition, offset: receipt.offset }
+        Position {
+            topic: self.topics[receipt.topic].name.to_string(),
+            partition: receipt.partition,
+            offset: receipt.offset,
+        }
     }
 
     /// Marks the message as done: librdkafka then commits its successor's offset.

@@ -21,7 +21,8 @@ impl ConsumerContext for WorkerConsumerContext {
                 tracing::info!(worker = label, "partitions revoked: {}", describe(partitions));
                 self.partitions.remove(partitions);
                 self.state.set_assigned(|assigned| {
-                    assigned.retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
+                    assigned
+                        .retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
                 });
                 commit_stored(consumer, "on revoke");
             }

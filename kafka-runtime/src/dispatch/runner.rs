@@ -30,7 +30,11 @@ pub(crate) struct ConsumerJob {
 
 /// Runs every consumer until shutdown. The first failure stops the others; all failures are
 /// returned together.
-pub(crate) async fn run_consumers(jobs: Vec<ConsumerJob>, shutdown: Shutdown, drain_timeout: Duration) -> Result<(), Error> {
+pub(crate) async fn run_consumers(
+    jobs: Vec<ConsumerJob>,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+) -> Result<(), Error> {
     let mut tasks = JoinSet::new();
     let mut labels = HashMap::new();
     for job in jobs {
@@ -138,7 +142,10 @@ mod tests {
     use crate::worker::handler::WorkerStyle;
 
     /// A stream worker's job on `topic`, as the app would build it.
-    fn job(topic: &str, run: impl Fn(TopicStream) -> crate::worker::handler::WorkerFuture + Send + Sync + 'static) -> ConsumerJob {
+    fn job(
+        topic: &str,
+        run: impl Fn(TopicStream) -> crate::worker::handler::WorkerFuture + Send + Sync + 'static,
+    ) -> ConsumerJob {
         let group = unique("g");
         let config = WorkerConfig {
             name: "test".into(),

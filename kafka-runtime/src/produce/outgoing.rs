@@ -39,7 +39,6 @@ impl<'a> From<&'a String> for Topic<'a> {
     }
 }
 
-
 pub(super) enum Payload<'a, T: ?Sized> {
     /// Serialized by the producer's serializer.
     Value(&'a T),
@@ -171,7 +170,11 @@ fn prefixed<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
 }
 
 /// Retries a message refused with a full queue, woken by deliveries, until the queue timeout.
-async fn wait_for_room(client: &Client, record: &mut Prepared<'_>, mut waiter: DeliveryWaiter) -> Result<(), SendError> {
+async fn wait_for_room(
+    client: &Client,
+    record: &mut Prepared<'_>,
+    mut waiter: DeliveryWaiter,
+) -> Result<(), SendError> {
     let context = client.inner.context();
     let started = Instant::now();
     // Counted before the retry, so a delivery landing in between still wakes us; uncounted

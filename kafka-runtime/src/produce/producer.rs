@@ -396,4 +396,3 @@ fn flush_now(producer: &ThreadedProducer<SharedContext>, timeout: Duration) -> b
     let code = unsafe { rdkafka_sys::rd_kafka_flush(producer.client().native_ptr(), millis) };
     code == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
 }
-
