@@ -78,15 +78,30 @@ struct BytesSerializer<'a> {
     out: &'a mut Vec<u8>,
 }
 
+/// Methods that refuse their value: `method(argument types) [-> Ok type] => "what it is";`,
+/// each message prefixed with `$in`.
 macro_rules! reject {
-    ($($method:ident($($ty:ty),*) => $what:literal;)*) => {
-        $(fn $method(self, $(_: $ty),*) -> Result<(), BytesError> { Err(not_bytes($what)) })*
+    ($in:literal; $($method:ident($($ty:ty),*) $(-> $ok:ty)? => $what:literal;)*) => {
+        $(fn $method(self, $(_: $ty),*) -> Result<reject!(@ok $($ok)?), BytesError> {
+            Err(not_bytes(concat!($in, $what)))
+        })*
     };
+    (@ok) => { () };
+    (@ok $ok:ty) => { $ok };
 }
 
-/// The compound shapes neither serializer takes.
+/// The compound shapes neither serializer takes, with the types that go with them.
 macro_rules! reject_compound {
     ($in:literal) => {
+        type Ok = ();
+        type Error = BytesError;
+        type SerializeTuple = Impossible<(), BytesError>;
+        type SerializeTupleStruct = Impossible<(), BytesError>;
+        type SerializeTupleVariant = Impossible<(), BytesError>;
+        type SerializeMap = Impossible<(), BytesError>;
+        type SerializeStruct = Impossible<(), BytesError>;
+        type SerializeStructVariant = Impossible<(), BytesError>;
+
         fn serialize_newtype_variant<T: Serialize + ?Sized>(
             self,
             _: &'static str,
@@ -97,54 +112,19 @@ macro_rules! reject_compound {
             Err(not_bytes(concat!($in, "an enum")))
         }
 
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, BytesError> {
-            Err(not_bytes(concat!($in, "a tuple")))
-        }
-
-        fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, BytesError> {
-            Err(not_bytes(concat!($in, "a tuple struct")))
-        }
-
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, BytesError> {
-            Err(not_bytes(concat!($in, "an enum")))
-        }
-
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, BytesError> {
-            Err(not_bytes(concat!($in, "a map")))
-        }
-
-        fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, BytesError> {
-            Err(not_bytes(concat!($in, "a struct")))
-        }
-
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, BytesError> {
-            Err(not_bytes(concat!($in, "an enum")))
+        reject! { $in;
+            serialize_tuple(usize) -> Self::SerializeTuple => "a tuple";
+            serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct => "a tuple struct";
+            serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant => "an enum";
+            serialize_map(Option<usize>) -> Self::SerializeMap => "a map";
+            serialize_struct(&'static str, usize) -> Self::SerializeStruct => "a struct";
+            serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant => "an enum";
         }
     };
 }
 
 impl<'a> ser::Serializer for BytesSerializer<'a> {
-    type Ok = ();
-    type Error = BytesError;
     type SerializeSeq = ByteSeq<'a>;
-    type SerializeTuple = Impossible<(), BytesError>;
-    type SerializeTupleStruct = Impossible<(), BytesError>;
-    type SerializeTupleVariant = Impossible<(), BytesError>;
-    type SerializeMap = Impossible<(), BytesError>;
-    type SerializeStruct = Impossible<(), BytesError>;
-    type SerializeStructVariant = Impossible<(), BytesError>;
 
     fn serialize_bytes(self, v: &[u8]) -> Result<(), BytesError> {
         self.out.extend_from_slice(v);
@@ -173,7 +153,7 @@ impl<'a> ser::Serializer for BytesSerializer<'a> {
         value.serialize(self)
     }
 
-    reject! {
+    reject! { "";
         serialize_bool(bool) => "a boolean";
         serialize_i8(i8) => "a number";
         serialize_i16(i16) => "a number";
@@ -200,9 +180,6 @@ struct ByteSeq<'a> {
 }
 
 impl ser::SerializeSeq for ByteSeq<'_> {
-    type Ok = ();
-    type Error = BytesError;
-
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), BytesError> {
         value.serialize(ByteElement { out: self.out })
     }
@@ -218,22 +195,14 @@ struct ByteElement<'a> {
 }
 
 impl ser::Serializer for ByteElement<'_> {
-    type Ok = ();
-    type Error = BytesError;
     type SerializeSeq = Impossible<(), BytesError>;
-    type SerializeTuple = Impossible<(), BytesError>;
-    type SerializeTupleStruct = Impossible<(), BytesError>;
-    type SerializeTupleVariant = Impossible<(), BytesError>;
-    type SerializeMap = Impossible<(), BytesError>;
-    type SerializeStruct = Impossible<(), BytesError>;
-    type SerializeStructVariant = Impossible<(), BytesError>;
 
     fn serialize_u8(self, v: u8) -> Result<(), BytesError> {
         self.out.push(v);
         Ok(())
     }
 
-    reject! {
+    reject! { "";
         serialize_bool(bool) => "a list of booleans";
         serialize_i8(i8) => "a list of numbers other than bytes";
         serialize_i16(i16) => "a list of numbers other than bytes";
