@@ -180,6 +180,9 @@ struct ByteSeq<'a> {
 }
 
 impl ser::SerializeSeq for ByteSeq<'_> {
+    type Ok = ();
+    type Error = BytesError;
+
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), BytesError> {
         value.serialize(ByteElement { out: self.out })
     }
