@@ -63,15 +63,17 @@ pub use rdkafka;
 
 /// Registers an async function as a Kafka worker.
 ///
-/// `#[kafka_worker(name = "...", group = "...", topics = ["..."], regex_topic = "...")]`; every
-/// argument is optional and `name` defaults to the function's name. The function's signature
+/// `#[kafka_worker(name = "...", group = "...", topics = ["..."], regex_topic = "...", crate = "...")]`;
+/// every argument is optional and `name` defaults to the function's name. `crate` names this
+/// crate when the app renamed the dependency (default `::kafka_runtime`). The function's signature
 /// picks the style: a per-message handler takes the message first, a stream worker takes a
 /// [`TopicStream`].
 #[doc(inline)]
 pub use kafka_macros::kafka_worker;
 
 /// Turns `async fn main` into the command-line entry point. Its body runs first, as the
-/// app's setup; then the command given on the command line runs.
+/// app's setup; then the command given on the command line runs. Its one argument,
+/// `crate = "..."`, names this crate when the app renamed the dependency.
 #[doc(inline)]
 pub use kafka_macros::kafka_main;
 

@@ -387,9 +387,8 @@ impl Producer {
 }
 
 /// librdkafka's own flush: it returns as soon as the last delivery report has been served by
-/// the client's polling thread. (rdkafka's `Producer::flush` polls in 100 ms steps, and with
-/// a `ThreadedProducer` the last report usually goes to the other poller, so every flush
-/// took up to 100 ms more than needed.) True when everything was delivered or failed.
+/// the client's polling thread, where rdkafka's `Producer::flush` polls in 100 ms steps.
+/// True when everything was delivered or failed.
 fn flush_now(producer: &ThreadedProducer<SharedContext>, timeout: Duration) -> bool {
     let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: the pointer is the live client's; rd_kafka_flush is safe to call from any thread.
