@@ -128,8 +128,9 @@ impl SharedConsumer {
                 let label = shared.0.context().state.label().to_owned();
                 tracing::warn!(
                     worker = label,
-                    "{} messages handed to the worker are still held after it ended; its consumer \
-                     leaves the group now, and its client is freed when they are dropped",
+                    "{} handles to the consumer are still held after the worker ended (messages it \
+                     kept, or a rebalance being served); it leaves the group now, and its client is \
+                     freed when they are dropped",
                     Arc::strong_count(&shared) - 1
                 );
                 if let Err(err) = shared.0.close_queue() {

@@ -69,14 +69,16 @@ fn take_from(queue: &PartitionQueue, into: &mut [*mut rdsys::rd_kafka_message_t]
 }
 
 impl Fetcher {
-    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Self {
+    /// Fails only for a consumer without a group, which has no shared queue (the runtime
+    /// always sets `group.id`).
+    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Result<Self, String> {
         let stopping = Box::pin(shutdown.drain_token().cancelled_owned());
         // SAFETY: a live client; the handle is destroyed before the client, since every holder
         // of this `Arc` also holds the consumer (this fetcher, its serving task).
         let shared_queue =
             unsafe { QueueHandle::from_ptr(rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr())) };
-        let shared_queue = Arc::new(shared_queue.expect("a consumer with a group always has a consumer queue"));
-        Self {
+        let shared_queue = Arc::new(shared_queue.ok_or("librdkafka gave no consumer queue (is group.id set?)")?);
+        Ok(Self {
             buffered: VecDeque::with_capacity(BATCH),
             next_partition: 0,
             shares: Vec::new(),
@@ -86,7 +88,7 @@ impl Fetcher {
             state,
             shutdown,
             stopping,
-        }
+        })
     }
 
     pub(crate) fn consumer(&self) -> &SharedConsumer {

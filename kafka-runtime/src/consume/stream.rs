@@ -34,12 +34,12 @@ pub struct TopicStream {
 }
 
 impl TopicStream {
-    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Self {
-        Self {
+    pub(crate) fn new(consumer: SharedConsumer, shutdown: Shutdown, state: Arc<WorkerState>) -> Result<Self, String> {
+        Ok(Self {
             offsets: OffsetStore::new(consumer.clone()),
             handed_out: None,
-            fetcher: Fetcher::new(consumer, shutdown, state),
-        }
+            fetcher: Fetcher::new(consumer, shutdown, state)?,
+        })
     }
 
     /// Stores the offset of the previous message (see [Offsets](#offsets)), then waits for
@@ -99,7 +99,7 @@ mod tests {
         let state = WorkerState::register("rebalance-thread".into(), "g".into());
         let context = WorkerConsumerContext::new(Arc::clone(&state), brokers().into(), PartitionQueues::default());
         let consumer = SharedConsumer::subscribe(&consumer_config(&unique("g")), context, &[topic]).unwrap();
-        let mut stream = TopicStream::new(consumer.clone(), Shutdown::new(), Arc::clone(&state));
+        let mut stream = TopicStream::new(consumer.clone(), Shutdown::new(), Arc::clone(&state)).unwrap();
 
         let first = within_a_minute(stream.next()).await.expect("a message after the assignment");
         assert_eq!(first.payload_str().unwrap(), "0");

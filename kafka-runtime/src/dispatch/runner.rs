@@ -90,7 +90,8 @@ pub(crate) async fn run_consumer(
         job.ctx.group(),
         job.subscription.join(", ")
     );
-    let stream = TopicStream::new(consumer.clone(), shutdown.clone(), Arc::clone(&state));
+    let stream = TopicStream::new(consumer.clone(), shutdown.clone(), Arc::clone(&state))
+        .map_err(|reason| format!("worker `{label}`: cannot start its consumer: {reason}"))?;
     let work = (job.worker.run)(stream, job.ctx);
     let outcome = tokio::select! {
         outcome = work => outcome.map_err(|err| format!("worker `{label}` failed: {err}")),
