@@ -31,31 +31,27 @@ struct FileSchema {
 
 /// The `kafka` section.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct KafkaSection {
-    #[serde(default, deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "string_or_list")]
     pub brokers: Option<Vec<String>>,
-    #[serde(default)]
     pub topic_prefix: Option<String>,
-    #[serde(default)]
     pub consumer: ConsumerSection,
     /// librdkafka settings for every worker's consumer.
-    #[serde(default)]
     pub consumer_connection_settings: Settings,
     /// librdkafka settings for the producer.
-    #[serde(default)]
     pub producer: Settings,
 }
 
 /// `kafka.consumer`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ConsumerSection {
-    #[serde(default)]
     pub workers: Vec<WorkerEntry>,
     /// Default topics, added to every worker without `regex_topic`.
-    #[serde(default, deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "string_or_list")]
     pub topics: Option<Vec<String>>,
     /// How long in-flight messages may take to finish at shutdown.
-    #[serde(default)]
     pub drain_timeout_ms: Option<u64>,
 }
 
