@@ -28,6 +28,11 @@ use crate::worker::state::WorkerState;
 /// are still seen before every message.
 const BATCH: usize = 1024;
 
+/// How often a consumer waiting for messages tells librdkafka that it still polls. Without
+/// it, a consumer with nothing to read for `max.poll.interval.ms` (5 minutes by default)
+/// would be taken for a stuck application and leave its group.
+const IDLE_POLL_MARK: Duration = Duration::from_millis(500);
+
 /// Events served in one go on the blocking thread at most, so a flood of them cannot keep the
 /// worker from its messages for long.
 const SHARED_EVENTS_PER_SERVE: usize = 1000;
@@ -48,6 +53,8 @@ pub(crate) struct Fetcher {
     shutdown: Shutdown,
     /// Registered once and kept, so waiting costs nothing per message.
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires every [`IDLE_POLL_MARK`] while the fetcher waits for messages.
+    idle_tick: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// One partition queue's share of a batch: `taken` messages from index `first`, and whether
@@ -88,6 +95,7 @@ impl Fetcher {
             state,
             shutdown,
             stopping,
+            idle_tick: Box::pin(tokio::time::sleep(IDLE_POLL_MARK)),
         })
     }
 
@@ -131,10 +139,11 @@ impl Fetcher {
                     continue;
                 }
                 if !self.refill() {
-                    return match self.stopping.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(None),
-                        Poll::Pending => Poll::Pending,
-                    };
+                    if self.stopping.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    self.mark_polled_while_idle(cx);
+                    return Poll::Pending;
                 }
             }
             // One unit of the task's budget per message: a worker that never waits still lets
@@ -148,6 +157,20 @@ impl Fetcher {
             coop.made_progress();
             self.state.count_message();
             return Poll::Ready(Some(raw));
+        }
+    }
+
+    /// Waiting for messages is polling, as far as `max.poll.interval.ms` goes: tells librdkafka
+    /// so every [`IDLE_POLL_MARK`] (a handler that never returns still stops these marks, so
+    /// librdkafka still sees a stuck worker).
+    fn mark_polled_while_idle(&mut self, cx: &mut Context<'_>) {
+        while self.idle_tick.as_mut().poll(cx).is_ready() {
+            let mut none: [*mut rdsys::rd_kafka_message_t; 0] = [];
+            // SAFETY: a live queue. With room for no message, librdkafka takes nothing off the
+            // queue (no rebalance is answered behind the callbacks' back); it only records
+            // that the application polled.
+            unsafe { rdsys::rd_kafka_consume_batch_queue(self.shared_queue.as_ptr(), 0, none.as_mut_ptr(), 0) };
+            self.idle_tick.as_mut().reset(tokio::time::Instant::now() + IDLE_POLL_MARK);
         }
     }
 

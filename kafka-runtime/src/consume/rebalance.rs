@@ -42,6 +42,7 @@ impl ConsumerContext for WorkerConsumerContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             tracing::info!(worker = self.state.label(), "partitions assigned: {}", describe(partitions));
+            self.state.count_assignment();
             self.state.set_assigned(|assigned| {
                 for element in partitions.elements() {
                     let partition = (element.topic().to_owned(), element.partition());

@@ -11,6 +11,7 @@ pub(crate) struct WorkerState {
     assigned: Mutex<Vec<(String, i32)>>,
     /// Written only by the consumer's task (one writer), read by anyone.
     messages: AtomicU64,
+    assignments: AtomicU64,
     stop_reason: Mutex<Option<String>>,
     /// Set with `stop_reason`, read on the hot path without the lock.
     stopped: AtomicBool,
@@ -26,6 +27,9 @@ pub struct WorkerStatus {
     pub assigned: Vec<(String, i32)>,
     /// Messages handed to the worker since it started.
     pub messages: u64,
+    /// Assignments received from the group since it started (each rebalance that gave it
+    /// partitions counts one).
+    pub assignments: u64,
     /// Why its consumer cannot go on, once that happened.
     pub stop_reason: Option<String>,
 }
@@ -52,6 +56,7 @@ impl WorkerState {
             group,
             assigned: Mutex::default(),
             messages: AtomicU64::new(0),
+            assignments: AtomicU64::new(0),
             stop_reason: Mutex::default(),
             stopped: AtomicBool::new(false),
         });
@@ -71,8 +76,13 @@ impl WorkerState {
             group: self.group.clone(),
             assigned,
             messages: self.messages.load(Ordering::Relaxed),
+            assignments: self.assignments.load(Ordering::Relaxed),
             stop_reason: self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
+    }
+
+    pub(crate) fn count_assignment(&self) {
+        self.assignments.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn set_assigned(&self, update: impl FnOnce(&mut Vec<(String, i32)>)) {
