@@ -48,6 +48,9 @@ pub(crate) struct Fetcher {
     shared_queue: Arc<QueueHandle>,
     /// The blocking task serving the shared queue, while it runs.
     serving: Option<JoinHandle<()>>,
+    /// Set once the consumer cannot go on (seen after serving the shared queue, the only
+    /// place it can happen).
+    stopped: bool,
     consumer: SharedConsumer,
     state: Arc<WorkerState>,
     shutdown: Shutdown,
@@ -91,6 +94,7 @@ impl Fetcher {
             shares: Vec::new(),
             shared_queue,
             serving: None,
+            stopped: false,
             consumer,
             state,
             shutdown,
@@ -115,7 +119,30 @@ impl Fetcher {
     /// events: those (a rebalance above all) are served first, on a blocking thread, as a
     /// per-message poll would. An empty buffer is refilled from the partition queues. `None`
     /// once shutdown has begun or the consumer cannot go on.
+    #[inline]
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
+        // The common case, small enough to inline into the worker's loop: a buffered message
+        // and nothing else to do first.
+        if self.serving.is_none() && !self.ended() && !self.buffered.is_empty() && self.shared_queue.len() == 0 {
+            // One unit of the task's budget per message: a worker that never waits still lets
+            // signals, timers and other tasks on its thread run.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            if let Some(raw) = self.buffered.pop_front() {
+                if raw.fields().err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    coop.made_progress();
+                    return Poll::Ready(Some(raw));
+                }
+                self.report_partition_error(&raw);
+            }
+        }
+        self.poll_next_slow(cx)
+    }
+
+    fn ended(&self) -> bool {
+        self.stopped || self.shutdown.is_begun()
+    }
+
+    fn poll_next_slow(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
         loop {
             if let Some(serving) = &mut self.serving {
                 // Even during shutdown: a rebalance being served finishes its commit first.
@@ -123,9 +150,10 @@ impl Fetcher {
                     return Poll::Pending;
                 }
                 self.serving = None;
+                self.stopped = self.state.is_stopped();
                 self.forget_revoked();
             }
-            if self.shutdown.is_begun() || self.state.is_stopped() {
+            if self.ended() {
                 return Poll::Ready(None);
             }
             if self.shared_queue.len() > 0 {
@@ -146,8 +174,6 @@ impl Fetcher {
                     return Poll::Pending;
                 }
             }
-            // One unit of the task's budget per message: a worker that never waits still lets
-            // signals, timers and other tasks on its thread run.
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
             let Some(raw) = self.buffered.pop_front() else { continue };
             if raw.fields().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -155,7 +181,6 @@ impl Fetcher {
                 continue;
             }
             coop.made_progress();
-            self.state.count_message();
             return Poll::Ready(Some(raw));
         }
     }
@@ -235,7 +260,9 @@ impl Fetcher {
             for share in &self.shares {
                 if index < share.taken {
                     // SAFETY: each message is owned by us from here on.
-                    self.buffered.extend(unsafe { NativeMessage::from_ptr(batch[share.first + index]) });
+                    if let Some(message) = unsafe { NativeMessage::from_ptr(batch[share.first + index]) } {
+                        self.buffered.push_back(message);
+                    }
                 }
             }
         }
@@ -249,10 +276,13 @@ impl Fetcher {
                 let taken = take_from(queue, &mut batch[..room]);
                 for &message in &batch[..taken] {
                     // SAFETY: each message is owned by us from here on.
-                    self.buffered.extend(unsafe { NativeMessage::from_ptr(message) });
+                    if let Some(message) = unsafe { NativeMessage::from_ptr(message) } {
+                        self.buffered.push_back(message);
+                    }
                 }
             }
         }
+        self.state.count_fetched(self.buffered.len());
         !self.buffered.is_empty()
     }
 

@@ -1,5 +1,5 @@
 //! How each running consumer is doing, readable from outside its task: what it is assigned,
-//! how many messages it took, and why it stopped.
+//! how many messages it fetched, and why it stopped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -9,7 +9,6 @@ pub(crate) struct WorkerState {
     label: Arc<str>,
     group: String,
     assigned: Mutex<Vec<(String, i32)>>,
-    /// Written only by the consumer's task (one writer), read by anyone.
     messages: AtomicU64,
     assignments: AtomicU64,
     stop_reason: Mutex<Option<String>>,
@@ -25,7 +24,8 @@ pub struct WorkerStatus {
     pub group: String,
     /// The partitions assigned to it now, as `(topic, partition)`, sorted.
     pub assigned: Vec<(String, i32)>,
-    /// Messages handed to the worker since it started.
+    /// Messages fetched for the worker since it started (taken off its partition queues; those
+    /// of a partition revoked before they were handed out are counted too).
     pub messages: u64,
     /// Assignments received from the group since it started (each rebalance that gave it
     /// partitions counts one).
@@ -89,10 +89,9 @@ impl WorkerState {
         update(&mut self.assigned.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// Counts a message handed to the worker. Only the consumer's task calls it, so a plain
-    /// load and store suffice (no locked read-modify-write on the hot path).
-    pub(crate) fn count_message(&self) {
-        self.messages.store(self.messages.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    /// Counts messages taken off the partition queues, once per batch.
+    pub(crate) fn count_fetched(&self, messages: usize) {
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
     }
 
     /// Records why the consumer cannot go on; the first reason stays.
