@@ -3,6 +3,7 @@
 
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub(crate) struct WorkerConsumerContext {
     pub(crate) partitions: PartitionQueues,
     /// Wakes the worker's task when its shared queue or a partition queue turns non-empty.
     pub(crate) waker: Arc<AtomicWaker>,
+    /// Set when the shared queue turns non-empty (and at the start), cleared before it is
+    /// served: one atomic load per message tells the fetcher whether to serve it, where
+    /// asking librdkafka for the queue's length takes a lock.
+    pub(crate) shared_events: Arc<AtomicBool>,
     /// The threads the rebalance callbacks ran on, for tests to check they never run on an
     /// async thread.
     #[cfg(test)]
@@ -41,6 +46,7 @@ impl WorkerConsumerContext {
             brokers,
             partitions,
             waker: Arc::default(),
+            shared_events: Arc::new(AtomicBool::new(true)),
             #[cfg(test)]
             rebalance_threads: Default::default(),
         }
@@ -106,9 +112,12 @@ impl SharedConsumer {
         context: WorkerConsumerContext,
         subscription: &[String],
     ) -> Result<Self, KafkaError> {
-        let waker = Arc::clone(&context.waker);
+        let (waker, events) = (Arc::clone(&context.waker), Arc::clone(&context.shared_events));
         let mut consumer: WorkerConsumer = config.create_with_context(context)?;
-        consumer.set_nonempty_callback(move || waker.wake());
+        consumer.set_nonempty_callback(move || {
+            events.store(true, Ordering::Release);
+            waker.wake();
+        });
         let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Self(Arc::new(OwnedConsumer(ManuallyDrop::new(consumer)))))

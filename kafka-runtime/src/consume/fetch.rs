@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -44,8 +45,10 @@ pub(crate) struct Fetcher {
     next_partition: usize,
     /// Scratch for `refill`: where each queue's share sits in the batch.
     shares: Vec<Share>,
-    /// The consumer's shared queue (rebalances, errors), to see cheaply whether it has events.
+    /// The consumer's shared queue (rebalances, errors).
     shared_queue: Arc<QueueHandle>,
+    /// Whether the shared queue has events (see `WorkerConsumerContext::shared_events`).
+    shared_events: Arc<AtomicBool>,
     /// The blocking task serving the shared queue, while it runs.
     serving: Option<JoinHandle<()>>,
     /// Set once the consumer cannot go on (seen after serving the shared queue, the only
@@ -92,6 +95,7 @@ impl Fetcher {
             buffered: VecDeque::with_capacity(BATCH),
             next_partition: 0,
             shares: Vec::new(),
+            shared_events: Arc::clone(&consumer.context().shared_events),
             shared_queue,
             serving: None,
             stopped: false,
@@ -123,7 +127,7 @@ impl Fetcher {
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
         // The common case, small enough to inline into the worker's loop: a buffered message
         // and nothing else to do first.
-        if self.serving.is_none() && !self.ended() && !self.buffered.is_empty() && self.shared_queue.len() == 0 {
+        if self.serving.is_none() && !self.ended() && !self.buffered.is_empty() && !self.has_shared_events() {
             // One unit of the task's budget per message: a worker that never waits still lets
             // signals, timers and other tasks on its thread run.
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
@@ -138,6 +142,12 @@ impl Fetcher {
         self.poll_next_slow(cx)
     }
 
+    #[inline]
+    fn has_shared_events(&self) -> bool {
+        self.shared_events.load(Ordering::Acquire)
+    }
+
+    #[inline]
     fn ended(&self) -> bool {
         self.stopped || self.shutdown.is_begun()
     }
@@ -156,14 +166,14 @@ impl Fetcher {
             if self.ended() {
                 return Poll::Ready(None);
             }
-            if self.shared_queue.len() > 0 {
+            if self.has_shared_events() {
                 self.serve_shared_queue();
                 continue;
             }
             if self.buffered.is_empty() {
                 // Registered before looking, so a message arriving in between wakes us.
                 self.consumer.context().waker.register(cx.waker());
-                if self.shared_queue.len() > 0 {
+                if self.has_shared_events() {
                     continue;
                 }
                 if !self.refill() {
@@ -202,9 +212,12 @@ impl Fetcher {
     /// Serves the shared queue on a blocking thread: a rebalance runs the callbacks in
     /// `rebalance`, whose commit on revoke waits for the broker.
     fn serve_shared_queue(&mut self) {
+        // Cleared before draining: an event that lands in the emptied queue sets it again.
+        self.shared_events.store(false, Ordering::Release);
         let consumer = self.consumer.clone();
         let queue = Arc::clone(&self.shared_queue);
         let state = Arc::clone(&self.state);
+        let events = Arc::clone(&self.shared_events);
         self.serving = Some(tokio::task::spawn_blocking(move || {
             for _ in 0..SHARED_EVENTS_PER_SERVE {
                 if queue.len() == 0 {
@@ -223,6 +236,10 @@ impl Fetcher {
                     }
                     Some(Err(err)) => report(state.label(), &err),
                 }
+            }
+            // Left for the next round: the queue never emptied, so nothing will call back.
+            if queue.len() > 0 {
+                events.store(true, Ordering::Release);
             }
         }));
     }
