@@ -123,8 +123,8 @@ impl SharedConsumer {
         Ok(Self(Arc::new(OwnedConsumer(ManuallyDrop::new(consumer)))))
     }
 
-    /// Commits nothing; leaves the group and, unless messages the worker kept still hold the
-    /// client, destroys it, all here. Blocks: call it on a blocking thread.
+    /// Leaves the group and, unless messages the worker kept still hold the client, destroys
+    /// it, all here. Blocks: call it on a blocking thread.
     pub(crate) fn close(self) {
         match Arc::try_unwrap(self.0) {
             Ok(owned) => {
@@ -142,17 +142,26 @@ impl SharedConsumer {
                      freed when they are dropped",
                     Arc::strong_count(&shared) - 1
                 );
-                if let Err(err) = shared.0.close_queue() {
-                    tracing::warn!(worker = label, "cannot close the consumer: {err}");
-                    return;
-                }
-                while !shared.0.closed() {
+                // Leaving the subscription gives the partitions back (the revoke, with its
+                // commit, is served here); the client itself closes when the last handle goes.
+                // (Closing it now would make that later drop close it a second time.)
+                shared.0.unsubscribe();
+                let deadline = std::time::Instant::now() + LEAVE_TIMEOUT;
+                while shared.0.assignment().is_ok_and(|assigned| assigned.count() > 0) {
+                    if std::time::Instant::now() > deadline {
+                        tracing::warn!(worker = label, "the group did not take the partitions back in time");
+                        break;
+                    }
                     shared.0.poll(Duration::from_millis(100));
                 }
             }
         }
     }
 }
+
+/// How long a consumer whose client is still held waits for the group to take its
+/// partitions back.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Commits the stored offsets synchronously (it blocks: never on an async thread). Nothing to
 /// commit is not an error.
