@@ -191,6 +191,13 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
             group: #group,
             topics: &[#(#topics),*],
             regex_topic: #regex_topic,
+            failure: #private::FailureAttrs {
+                retries: ::core::option::Option::None,
+                retry_backoff_ms: ::core::option::Option::None,
+                retry_backoff_max_ms: ::core::option::Option::None,
+                dead_letter_topic: ::core::option::Option::None,
+                on_decode_error: ::core::option::Option::None,
+            },
             build: __kafka_worker_build,
         });
     };

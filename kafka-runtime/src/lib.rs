@@ -89,7 +89,7 @@ pub mod __private {
     pub use crate::__submit_worker as submit_worker;
     pub use crate::app::entry::run_main;
     pub use crate::worker::handler::{into_worker, Worker};
-    pub use crate::worker::registry::WorkerRegistration;
+    pub use crate::worker::registry::{FailureAttrs, WorkerRegistration};
     #[cfg(feature = "linkme")]
     pub use crate::worker::registry::WORKERS;
     pub use inventory;

@@ -238,6 +238,7 @@ mod tests {
             group,
             topics,
             regex_topic: None,
+            failure: Default::default(),
             build: || unreachable!("not built in these tests"),
         }))
     }

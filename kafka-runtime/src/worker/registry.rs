@@ -15,7 +15,20 @@ pub struct WorkerRegistration {
     pub group: Option<&'static str>,
     pub topics: &'static [&'static str],
     pub regex_topic: Option<&'static str>,
+    /// The failure policy the attribute gave; `None` where it gave nothing.
+    pub failure: FailureAttrs,
     pub build: fn() -> Worker,
+}
+
+/// The failure policy keys of `#[kafka_worker]`, as written.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailureAttrs {
+    pub retries: Option<u32>,
+    pub retry_backoff_ms: Option<u64>,
+    pub retry_backoff_max_ms: Option<u64>,
+    pub dead_letter_topic: Option<&'static str>,
+    pub on_decode_error: Option<&'static str>,
 }
 
 #[cfg(not(feature = "linkme"))]
