@@ -46,6 +46,7 @@ pub use app::cli;
 pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
 pub use consume::{Message, TopicStream};
+pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::Error;
 pub use produce::outgoing::{OutgoingMessage, Topic};
@@ -89,9 +90,9 @@ pub mod __private {
     pub use crate::__submit_worker as submit_worker;
     pub use crate::app::entry::run_main;
     pub use crate::worker::handler::{into_worker, Worker};
-    pub use crate::worker::registry::{FailureAttrs, WorkerRegistration};
     #[cfg(feature = "linkme")]
     pub use crate::worker::registry::WORKERS;
+    pub use crate::worker::registry::{FailureAttrs, WorkerRegistration};
     pub use inventory;
     #[cfg(feature = "linkme")]
     pub use linkme;

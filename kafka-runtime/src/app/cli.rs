@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::OnDecodeError;
+
 /// The parsed command line. Workers see it through
 /// [`WorkerContext::arguments`](crate::WorkerContext::arguments).
 #[derive(Debug, Clone, Parser)]
@@ -70,6 +72,33 @@ pub struct StartConsumer {
     /// The consumer group, replacing the worker's; `{topic}` gives each topic its own group
     #[arg(long, value_name = "GROUP")]
     pub consumer_group: Option<String>,
+
+    #[command(flatten)]
+    pub failure: FailureArgs,
+}
+
+/// The failure policy, over the worker's (see the README's "When a handler fails").
+#[derive(Debug, Clone, Default, Args)]
+pub struct FailureArgs {
+    /// How many times a failed message is tried again [default: 0]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// The wait before the first retry, doubled for each next one [default: 100]
+    #[arg(long, value_name = "MS")]
+    pub retry_backoff_ms: Option<u64>,
+
+    /// The longest wait before a retry [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub retry_backoff_max_ms: Option<u64>,
+
+    /// Where a message goes once its tries are used up; `{topic}` is its topic
+    #[arg(long, value_name = "TOPIC")]
+    pub dead_letter_topic: Option<String>,
+
+    /// What happens to a payload that cannot be decoded [default: dead_letter with a dead-letter topic, else stop]
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub on_decode_error: Option<OnDecodeError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +114,13 @@ pub struct StartConsumers {
     /// The workers to run
     #[arg(long, num_args = 1.., required = true, value_name = "NAME")]
     pub consumer_worker: Vec<String>,
+
+    /// A worker that stops stops the others too [default: kafka.consumer.stop_all_on_failure, else false]
+    #[arg(long)]
+    pub stop_all_on_failure: bool,
+
+    #[command(flatten)]
+    pub failure: FailureArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -90,6 +90,24 @@ impl App {
                     let _ = writeln!(out, "  consumer     cannot start: {err}");
                 }
             }
+            let failure = &config.failure;
+            let _ = writeln!(out, "  on failure");
+            let _ = writeln!(out, "    {:<32} {:<20} ({})", "retries", failure.retries.value, failure.retries.source);
+            let millis = |d: &std::time::Duration| format!("{} ms", d.as_millis());
+            let backoff = &failure.retry_backoff;
+            let _ = writeln!(out, "    {:<32} {:<20} ({})", "retry_backoff_ms", millis(&backoff.value), backoff.source);
+            let max = &failure.retry_backoff_max;
+            let _ = writeln!(out, "    {:<32} {:<20} ({})", "retry_backoff_max_ms", millis(&max.value), max.source);
+            match &failure.dead_letter_topic {
+                Some(topic) => {
+                    let _ = writeln!(out, "    {:<32} {:<20} ({})", "dead_letter_topic", topic.value, topic.source);
+                }
+                None => {
+                    let _ = writeln!(out, "    {:<32} {:<20} (default)", "dead_letter_topic", "none: stop the worker");
+                }
+            }
+            let action = &failure.on_decode_error;
+            let _ = writeln!(out, "    {:<32} {:<20} ({})", "on_decode_error", action.value.to_string(), action.source);
             let _ = writeln!(out, "  client settings");
             for (key, value) in &config.client_settings {
                 let shown = if is_secret(key) { "*****" } else { value.value.as_str() };

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use self::cli::{Arguments, Command, ConsumerType, StartConsumer};
+use self::cli::{Arguments, Command, ConsumerType, FailureArgs, StartConsumer};
 use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
 use crate::config::{
-    catalog, effective_settings, merge_worker_config, CatalogEntry, CliLayer, ConfigFile, EnvLayer, GlobalSettings,
-    WorkerConfig, WorkerOverrides,
+    catalog, effective_settings, merge_worker_config, CatalogEntry, CliLayer, ConfigFile, EnvLayer, FailureKeys,
+    GlobalSettings, WorkerConfig, WorkerOverrides,
 };
 use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
@@ -50,6 +50,18 @@ fn overrides(start: &StartConsumer) -> WorkerOverrides {
         topics: start.topics.clone(),
         regex_topic: start.regex_topic.clone(),
         group: start.consumer_group.clone(),
+        failure: failure_keys(&start.failure),
+    }
+}
+
+fn failure_keys(args: &FailureArgs) -> FailureKeys {
+    let millis = |ms: Option<u64>| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
+    FailureKeys {
+        retries: args.retries.map(i64::from),
+        retry_backoff_ms: millis(args.retry_backoff_ms),
+        retry_backoff_max_ms: millis(args.retry_backoff_max_ms),
+        dead_letter_topic: args.dead_letter_topic.clone(),
+        on_decode_error: args.on_decode_error.map(|action| action.to_string()),
     }
 }
 
@@ -116,15 +128,17 @@ impl App {
                     ));
                 }
                 let worker = self.resolve(&start.consumer_worker, &overrides(start))?;
-                self.start(vec![worker], arguments, shutdown).await
+                self.start(vec![worker], arguments, shutdown, true).await
             }
             Command::StartConsumers(start) => {
+                let overrides = WorkerOverrides { failure: failure_keys(&start.failure), ..Default::default() };
                 let workers = start
                     .consumer_worker
                     .iter()
-                    .map(|name| self.resolve(name, &WorkerOverrides::default()))
+                    .map(|name| self.resolve(name, &overrides))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.start(workers, arguments, shutdown).await
+                let stop_all = start.stop_all_on_failure || self.file.kafka.consumer.stop_all_on_failure == Some(true);
+                self.start(workers, arguments, shutdown, stop_all).await
             }
             Command::StartProducer(command) => {
                 if self.global.brokers.is_none() {
@@ -155,7 +169,7 @@ impl App {
     fn resolve(&self, name: &str, overrides: &WorkerOverrides) -> Result<WorkerToStart, Error> {
         let entry = self.find(name)?;
         let worker = (entry.registration.build)();
-        let config = merge_worker_config(&entry, worker.style, &self.file, &self.global, overrides);
+        let config = merge_worker_config(&entry, worker.style, &self.file, &self.global, overrides)?;
         Ok(WorkerToStart { config, worker: Arc::new(worker) })
     }
 
@@ -169,7 +183,14 @@ impl App {
         }
     }
 
-    async fn start(&self, workers: Vec<WorkerToStart>, arguments: &Arguments, shutdown: Shutdown) -> Result<(), Error> {
+    /// Runs the workers until shutdown. With `stop_all`, the first that fails stops the others.
+    async fn start(
+        &self,
+        workers: Vec<WorkerToStart>,
+        arguments: &Arguments,
+        shutdown: Shutdown,
+        stop_all: bool,
+    ) -> Result<(), Error> {
         let mut units = Vec::new();
         for WorkerToStart { config, worker } in workers {
             let config = Arc::new(config);
@@ -229,7 +250,7 @@ impl App {
         if let Some(cluster) = &embedded {
             self.configure_producer(Some(cluster.bootstrap_servers().to_owned()));
         }
-        let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value).await;
+        let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value, stop_all).await;
         // What workers sent is delivered (or reported) before the process ends.
         let lost = producer().flush(self.global.drain_timeout.value).await;
         drop(embedded);

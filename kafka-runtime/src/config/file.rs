@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::policy::FailureKeys;
 use crate::error::Error;
 
 /// The file's contents. Top-level keys other than `applications` and `kafka` belong to the
@@ -43,34 +44,73 @@ pub struct KafkaSection {
     pub producer: Settings,
 }
 
-/// `kafka.consumer`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ConsumerSection {
-    pub workers: Vec<WorkerEntry>,
-    /// Default topics, added to every worker without `regex_topic`.
-    #[serde(deserialize_with = "string_or_list")]
-    pub topics: Option<Vec<String>>,
-    /// How long in-flight messages may take to finish at shutdown.
-    pub drain_timeout_ms: Option<u64>,
+/// Declares a config.json section that also takes the failure-policy keys (`kafka.consumer`
+/// for every worker, and each worker's entry), and the method that reads them.
+macro_rules! section_with_failure_keys {
+    ($(#[$attr:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($body)*
+            /// How many times a failed message is tried again.
+            pub retries: Option<i64>,
+            /// The wait before the first retry, in milliseconds.
+            pub retry_backoff_ms: Option<i64>,
+            /// The longest wait before a retry, in milliseconds.
+            pub retry_backoff_max_ms: Option<i64>,
+            /// Where a message goes once its tries are used up.
+            pub dead_letter_topic: Option<String>,
+            /// `dead_letter` or `stop`.
+            pub on_decode_error: Option<String>,
+        }
+
+        impl $name {
+            pub(crate) fn failure_keys(&self) -> FailureKeys {
+                FailureKeys {
+                    retries: self.retries,
+                    retry_backoff_ms: self.retry_backoff_ms,
+                    retry_backoff_max_ms: self.retry_backoff_max_ms,
+                    dead_letter_topic: self.dead_letter_topic.clone(),
+                    on_decode_error: self.on_decode_error.clone(),
+                }
+            }
+        }
+    };
 }
 
-/// One entry of `kafka.consumer.workers`.
-#[derive(Debug, Default, Deserialize)]
-pub struct WorkerEntry {
-    pub name: String,
+section_with_failure_keys! {
+    /// `kafka.consumer`.
+    #[derive(Debug, Default, Deserialize)]
     #[serde(default)]
-    pub group: Option<String>,
-    /// The annotated function's Rust path, `module::function`.
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default, deserialize_with = "string_or_list")]
-    pub topics: Option<Vec<String>>,
-    #[serde(default)]
-    pub regex_topic: Option<String>,
-    /// librdkafka settings for this worker's consumer.
-    #[serde(default)]
-    pub connection_settings: Settings,
+    pub struct ConsumerSection {
+        pub workers: Vec<WorkerEntry>,
+        /// Default topics, added to every worker without `regex_topic`.
+        #[serde(deserialize_with = "string_or_list")]
+        pub topics: Option<Vec<String>>,
+        /// How long in-flight messages may take to finish at shutdown.
+        pub drain_timeout_ms: Option<u64>,
+        /// With `start-consumers`, a worker that stops stops the others too.
+        pub stop_all_on_failure: Option<bool>,
+    }
+}
+
+section_with_failure_keys! {
+    /// One entry of `kafka.consumer.workers`.
+    #[derive(Debug, Default, Deserialize)]
+    pub struct WorkerEntry {
+        pub name: String,
+        #[serde(default)]
+        pub group: Option<String>,
+        /// The annotated function's Rust path, `module::function`.
+        #[serde(default)]
+        pub path: Option<String>,
+        #[serde(default, deserialize_with = "string_or_list")]
+        pub topics: Option<Vec<String>>,
+        #[serde(default)]
+        pub regex_topic: Option<String>,
+        /// librdkafka settings for this worker's consumer.
+        #[serde(default)]
+        pub connection_settings: Settings,
+    }
 }
 
 /// librdkafka settings, passed through as they are. JSON numbers and booleans are accepted

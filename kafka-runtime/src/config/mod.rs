@@ -6,6 +6,7 @@ pub(crate) mod client;
 mod file;
 mod layers;
 mod plan;
+mod policy;
 
 pub use client::{is_secret, RESERVED_SETTINGS};
 pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
@@ -14,3 +15,4 @@ pub use plan::{
     catalog, effective_settings, merge_worker_config, path_matches, CatalogEntry, ConsumerSpec, Subscription,
     WorkerConfig, WorkerOverrides,
 };
+pub use policy::{FailureKeys, FailurePolicy, OnDecodeError};

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::client::ClientSettings;
 use super::file::{ConfigFile, WorkerEntry};
 use super::layers::{pick, GlobalSettings, Source, Sourced};
+use super::policy::{FailureKeys, FailurePolicy, Layer};
 use crate::error::Error;
 use crate::worker::handler::WorkerStyle;
 use crate::worker::registry::WorkerRegistration;
@@ -19,6 +20,8 @@ pub struct WorkerOverrides {
     pub topics: Option<Vec<String>>,
     pub regex_topic: Option<String>,
     pub group: Option<String>,
+    /// The failure policy given on the command line.
+    pub failure: FailureKeys,
 }
 
 /// A worker's subscription before the prefix is added.
@@ -44,6 +47,8 @@ pub struct WorkerConfig {
     pub topic_prefix: Sourced<String>,
     /// librdkafka settings for this worker's consumer.
     pub client_settings: BTreeMap<String, Sourced<String>>,
+    /// What happens when its handler fails.
+    pub failure: FailurePolicy,
 }
 
 /// One consumer of a worker: `{topic}` groups give one per topic.
@@ -88,6 +93,19 @@ impl WorkerConfig {
                  its config.json entry, add kafka.consumer.topics, or pass --topics",
                 self.name
             )));
+        }
+        if let Some(dead_letter) = &self.failure.dead_letter_topic {
+            let prefix = &self.topic_prefix.value;
+            for topic in subscription.iter().filter(|t| !t.starts_with('^')) {
+                let target = self.failure.dead_letter_for(topic, prefix).map(|name| format!("{prefix}{name}"));
+                if target.as_deref() == Some(topic) {
+                    return Err(Error::Config(format!(
+                        "worker `{}`: dead_letter_topic `{}` ({}) is its own source topic `{topic}`: a \
+                         failed message would come back to the worker; name another topic",
+                        self.name, dead_letter.value, dead_letter.source
+                    )));
+                }
+            }
         }
         let group = &self.group.value;
         if !group.contains("{topic}") {
@@ -164,7 +182,7 @@ pub fn merge_worker_config(
     file: &ConfigFile,
     global: &GlobalSettings,
     overrides: &WorkerOverrides,
-) -> WorkerConfig {
+) -> Result<WorkerConfig, Error> {
     let registration = worker.registration;
     let entry = worker.entry;
     let macro_subscription = match (registration.regex_topic, registration.topics) {
@@ -194,7 +212,20 @@ pub fn merge_worker_config(
     let client_settings =
         ClientSettings::consumer(global.brokers.is_none(), &layers, &format!("worker `{}`", worker.name)).into_map();
 
-    WorkerConfig {
+    let file_name = file.display_name();
+    let defaults_at = format!("{file_name}: kafka.consumer");
+    let entry_at = format!("{file_name}: the entry of `{}` in kafka.consumer.workers", worker.name);
+    let mut failure_layers = vec![
+        Layer { keys: FailureKeys::from(&registration.failure), source: Source::Macro, at: "#[kafka_worker]" },
+        Layer { keys: file.kafka.consumer.failure_keys(), source: Source::File, at: &defaults_at },
+    ];
+    if let Some(entry) = entry {
+        failure_layers.push(Layer { keys: entry.failure_keys(), source: Source::File, at: &entry_at });
+    }
+    failure_layers.push(Layer { keys: overrides.failure.clone(), source: Source::Cli, at: "the command line" });
+    let failure = FailurePolicy::merge(worker.name, &failure_layers)?;
+
+    Ok(WorkerConfig {
         name: worker.name.to_owned(),
         rust_path: registration.rust_path,
         style,
@@ -203,7 +234,8 @@ pub fn merge_worker_config(
         default_topics: file.kafka.consumer.topics.clone().unwrap_or_default(),
         topic_prefix: global.topic_prefix.clone(),
         client_settings,
-    }
+        failure,
+    })
 }
 
 /// The app settings handed to workers: config.json with the effective kafka values.
@@ -251,7 +283,7 @@ mod tests {
         let registered = [registration("es", &["macro-topic"], Some("macro-group"))];
         let (catalog, _) = catalog(&registered, file);
         let global = GlobalSettings::merge(file, env, cli).unwrap();
-        merge_worker_config(&catalog[0], WorkerStyle::PerMessage, file, &global, overrides)
+        merge_worker_config(&catalog[0], WorkerStyle::PerMessage, file, &global, overrides).unwrap()
     }
 
     #[test]
@@ -307,8 +339,11 @@ mod tests {
             r#"{"kafka": {"consumer": {"workers": [{"name": "es", "group": "file-group", "topics": ["file-topic"],
             "connection_settings": {"group.id": "ignored-anyway", "session.timeout.ms": 6000}}]}}}"#,
         );
-        let overrides =
-            WorkerOverrides { topics: None, regex_topic: Some("cli-.*".into()), group: Some("cli-group".into()) };
+        let overrides = WorkerOverrides {
+            regex_topic: Some("cli-.*".into()),
+            group: Some("cli-group".into()),
+            ..Default::default()
+        };
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &overrides);
         assert_eq!(plan.group, Sourced::new("cli-group".to_owned(), Source::Cli));
         assert_eq!(plan.subscription, Some(Sourced::new(Subscription::Regex("cli-.*".into()), Source::Cli)));
@@ -382,7 +417,8 @@ mod tests {
         assert!(warnings[0].contains("`nobody`"), "{warnings:?}");
         let global = GlobalSettings::merge(&file, &EnvLayer::default(), &CliLayer::default()).unwrap();
         let alias =
-            merge_worker_config(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default());
+            merge_worker_config(&catalog[0], WorkerStyle::PerMessage, &file, &global, &WorkerOverrides::default())
+                .unwrap();
         assert_eq!(alias.subscription_with_prefix(), vec!["other"]);
         assert_eq!(alias.group, Sourced::new("alias".to_owned(), Source::Default));
     }

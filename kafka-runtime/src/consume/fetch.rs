@@ -14,6 +14,7 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Message as _;
+use rdkafka::TopicPartitionList;
 use rdkafka_sys as rdsys;
 use tokio::task::JoinHandle;
 use tokio_util::sync::WaitForCancellationFutureOwned;
@@ -51,6 +52,14 @@ pub(crate) struct Fetcher {
     shared_events: Arc<AtomicBool>,
     /// The blocking task serving the shared queue, while it runs.
     serving: Option<JoinHandle<()>>,
+    /// Partitions paused by the worker (a message waiting for its next try): none of their
+    /// messages is handed out until they are resumed.
+    paused: Vec<(String, i32)>,
+    /// Buffered messages of paused partitions, in order.
+    parked: Vec<NativeMessage>,
+    /// Paused partitions revoked since the worker last asked: their waiting messages are
+    /// read again from the last commit by whoever owns them now.
+    revoked_while_paused: Vec<(String, i32)>,
     /// Set once the consumer cannot go on (seen after serving the shared queue, the only
     /// place it can happen).
     stopped: bool,
@@ -98,6 +107,9 @@ impl Fetcher {
             shared_events: Arc::clone(&consumer.context().shared_events),
             shared_queue,
             serving: None,
+            paused: Vec::new(),
+            parked: Vec::new(),
+            revoked_while_paused: Vec::new(),
             stopped: false,
             consumer,
             state,
@@ -259,7 +271,13 @@ impl Fetcher {
         let start = self.next_partition % queues.len();
         self.next_partition = start + 1;
         let share = (BATCH / queues.len()).max(1);
-        let rotation = || queues[start..].iter().chain(&queues[..start]);
+        let paused = &self.paused;
+        let rotation = || {
+            queues[start..]
+                .iter()
+                .chain(&queues[..start])
+                .filter(move |q| paused.is_empty() || !paused.iter().any(|(t, p)| *p == q.partition && *t == q.topic))
+        };
         // First pass: each queue's share lands in its own run of `batch`.
         self.shares.clear();
         let mut used = 0;
@@ -308,10 +326,59 @@ impl Fetcher {
     /// The other partitions' buffered messages stay: librdkafka has moved past them.
     fn forget_revoked(&mut self) {
         let Some(revoked) = self.consumer.context().partitions.take_revoked() else { return };
-        self.buffered.retain(|message| {
+        let gone = |message: &NativeMessage| {
             let (topic, partition) = (message.topic(), message.fields().partition);
-            !revoked.iter().any(|(t, p)| *p == partition && t == topic)
-        });
+            revoked.iter().any(|(t, p)| *p == partition && t == topic)
+        };
+        self.buffered.retain(|message| !gone(message));
+        self.parked.retain(|message| !gone(message));
+        let (revoked_paused, still_paused) =
+            std::mem::take(&mut self.paused).into_iter().partition(|p| revoked.contains(p));
+        self.paused = still_paused;
+        self.revoked_while_paused.extend::<Vec<_>>(revoked_paused);
+    }
+
+    /// Hands out no more messages of this partition, and stops fetching it, until
+    /// [`resume`](Self::resume): a message of it waits for its next try.
+    pub(crate) fn pause(&mut self, topic: &str, partition: i32) {
+        self.pause_in_librdkafka(topic, partition, true);
+        self.paused.push((topic.to_owned(), partition));
+        let buffered = std::mem::take(&mut self.buffered);
+        for message in buffered {
+            if message.fields().partition == partition && message.topic() == topic {
+                self.parked.push(message);
+            } else {
+                self.buffered.push_back(message);
+            }
+        }
+    }
+
+    /// Hands the partition's messages out again, the parked ones first.
+    pub(crate) fn resume(&mut self, topic: &str, partition: i32) {
+        self.pause_in_librdkafka(topic, partition, false);
+        self.paused.retain(|(t, p)| !(*p == partition && t == topic));
+        let parked = std::mem::take(&mut self.parked);
+        let (mine, others): (Vec<_>, Vec<_>) =
+            parked.into_iter().partition(|m| m.fields().partition == partition && m.topic() == topic);
+        self.parked = others;
+        for message in mine.into_iter().rev() {
+            self.buffered.push_front(message);
+        }
+    }
+
+    /// Paused partitions revoked since the last call.
+    pub(crate) fn take_revoked_while_paused(&mut self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.revoked_while_paused)
+    }
+
+    fn pause_in_librdkafka(&self, topic: &str, partition: i32, pause: bool) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        let done = if pause { self.consumer.pause(&list) } else { self.consumer.resume(&list) };
+        if let Err(err) = done {
+            // Revoked meanwhile: nothing to pause or resume any more.
+            tracing::debug!(worker = self.state.label(), "cannot pause or resume {topic}[{partition}]: {err}");
+        }
     }
 
     fn report_partition_error(&self, message: &NativeMessage) {

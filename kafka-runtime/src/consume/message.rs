@@ -3,7 +3,7 @@
 use std::ffi::CStr;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rdkafka::message::Timestamp;
 use rdkafka_sys as rdsys;
@@ -17,12 +17,23 @@ use crate::worker::error::DecodeError;
 /// nothing; it can be kept or moved to another task for as long as needed, and shared
 /// between threads by reference.
 pub struct Message {
-    // Field order matters: `raw` must be dropped before the consumer it points into.
+    // Field order matters: the record must be dropped before the consumer it points into.
+    record: Handle,
+    _consumer: SharedConsumer,
+}
+
+/// A message's record: owned by one `Message`, or shared by several (a message kept for a
+/// retry or a dead-letter topic while the handler has its own).
+enum Handle {
+    Owned(Record),
+    Shared(Arc<Record>),
+}
+
+struct Record {
     raw: NativeMessage,
     /// The parsed headers, null when the message has none. librdkafka parses them on first
     /// use and writes the result into the message, so the parse runs once, behind this lock.
     headers: OnceLock<HeadersPtr>,
-    _consumer: SharedConsumer,
 }
 
 /// A librdkafka message owned by this process, destroyed on drop.
@@ -70,15 +81,36 @@ impl Drop for NativeMessage {
 
 impl Message {
     pub(crate) fn new(raw: NativeMessage, consumer: SharedConsumer) -> Self {
-        Self { raw, headers: OnceLock::new(), _consumer: consumer }
+        Self { record: Handle::Owned(Record { raw, headers: OnceLock::new() }), _consumer: consumer }
+    }
+
+    /// Two handles to this one record: one for the handler, one kept.
+    pub(crate) fn share(self) -> (Message, Message) {
+        let record = match self.record {
+            Handle::Owned(record) => Arc::new(record),
+            Handle::Shared(record) => record,
+        };
+        let kept = Message { record: Handle::Shared(Arc::clone(&record)), _consumer: self._consumer.clone() };
+        (Message { record: Handle::Shared(record), _consumer: self._consumer }, kept)
+    }
+
+    fn record(&self) -> &Record {
+        match &self.record {
+            Handle::Owned(record) => record,
+            Handle::Shared(record) => record,
+        }
+    }
+
+    fn raw(&self) -> &NativeMessage {
+        &self.record().raw
     }
 
     fn fields(&self) -> &rdsys::rd_kafka_message_t {
-        self.raw.fields()
+        self.raw().fields()
     }
 
     pub fn topic(&self) -> &str {
-        self.raw.topic()
+        self.raw().topic()
     }
 
     pub fn partition(&self) -> i32 {
@@ -92,7 +124,7 @@ impl Message {
     pub fn timestamp(&self) -> Timestamp {
         let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: the message is live; librdkafka only reads it.
-        let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(self.raw.0.as_ptr(), &mut kind) };
+        let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(self.raw().0.as_ptr(), &mut kind) };
         match kind {
             _ if timestamp == -1 => Timestamp::NotAvailable,
             rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => Timestamp::CreateTime(timestamp),
@@ -136,12 +168,14 @@ impl Message {
 
     /// Parses the headers on first use; null when there are none.
     fn parsed_headers(&self) -> *const rdsys::rd_kafka_headers_t {
-        self.headers
+        let record = self.record();
+        record
+            .headers
             .get_or_init(|| {
                 let mut headers: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
                 // SAFETY: the message is live. This call writes the parsed list into the
                 // message; the `OnceLock` makes it the only call, whatever the threads.
-                let found = unsafe { rdsys::rd_kafka_message_headers(self.raw.0.as_ptr(), &mut headers) };
+                let found = unsafe { rdsys::rd_kafka_message_headers(record.raw.0.as_ptr(), &mut headers) };
                 let ok = found == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
                 HeadersPtr(if ok { headers } else { std::ptr::null_mut() })
             })

@@ -78,6 +78,10 @@ impl OffsetStore {
         Receipt { topic: index, partition: message.partition, offset: message.offset }
     }
 
+    pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
+        &self.topics[receipt.topic].name
+    }
+
     pub(crate) fn position(&self, receipt: &Receipt) -> Position {
         Position {
             topic: self.topics[receipt.topic].name.to_string(),

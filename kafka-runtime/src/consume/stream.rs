@@ -52,20 +52,52 @@ impl TopicStream {
         Some(Message::new(raw, self.fetcher.consumer().clone()))
     }
 
+    /// Takes the last message handed out off the stream's hands: `next()` will not mark it
+    /// done; the caller does, with [`store`](Self::store), once it is.
+    pub(crate) fn defer(&mut self) -> Option<Receipt> {
+        self.handed_out.take()
+    }
+
+    /// Marks a deferred message as done. Only correct once every earlier message of its
+    /// partition is done too: the caller pauses the partition while one waits.
+    pub(crate) fn store(&self, receipt: &Receipt) {
+        if let Err(code) = self.offsets.store(receipt) {
+            // The partition was revoked while the message was handled: its new owner
+            // reads it again, which at-least-once allows.
+            tracing::warn!(
+                worker = self.fetcher.label(),
+                "offset not stored for {}: {code}; the message will be delivered again",
+                self.offsets.position(receipt)
+            );
+        }
+    }
+
+    /// Hands out nothing more of the receipt's partition until [`resume`](Self::resume).
+    pub(crate) fn pause(&mut self, receipt: &Receipt) {
+        let topic = self.offsets.topic(receipt).to_owned();
+        self.fetcher.pause(&topic, receipt.partition);
+    }
+
+    pub(crate) fn resume(&mut self, receipt: &Receipt) {
+        let topic = self.offsets.topic(receipt).to_owned();
+        self.fetcher.resume(&topic, receipt.partition);
+    }
+
+    /// Paused partitions taken away since the last call, as `(topic, partition)`.
+    pub(crate) fn take_revoked_while_paused(&mut self) -> Vec<(String, i32)> {
+        self.fetcher.take_revoked_while_paused()
+    }
+
+    pub(crate) fn position(&self, receipt: &Receipt) -> Position {
+        self.offsets.position(receipt)
+    }
+
     /// Marks the last message returned by [`next`](Self::next) as done now, instead of when
     /// the next one is asked for. Call it before returning from a worker that stops on its
     /// own, or its last message is delivered again.
     pub fn ack(&mut self) {
         if let Some(receipt) = self.handed_out.take() {
-            if let Err(code) = self.offsets.store(&receipt) {
-                // The partition was revoked while the message was handled: its new owner
-                // reads it again, which at-least-once allows.
-                tracing::warn!(
-                    worker = self.fetcher.label(),
-                    "offset not stored for {}: {code}; the message will be delivered again",
-                    self.offsets.position(&receipt)
-                );
-            }
+            self.store(&receipt);
         }
     }
 

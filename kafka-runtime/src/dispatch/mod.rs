@@ -1,5 +1,7 @@
-//! How messages reach handlers: the per-message loop, and the runner that starts, drains and
-//! closes every consumer of a command.
+//! How messages reach handlers: the per-message loop (`per_message`), the same under a
+//! failure policy with retries and dead letters (`failure`), and the runner that starts,
+//! drains and closes every consumer of a command (`runner`).
 
+pub(crate) mod failure;
 pub(crate) mod per_message;
 pub(crate) mod runner;

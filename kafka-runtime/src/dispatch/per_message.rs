@@ -13,12 +13,15 @@ use crate::worker::error::WorkerError;
 use crate::worker::handler::MessageHandler;
 
 /// Runs `handler` on every message of `stream` until shutdown or the first failure, which
-/// names the message and leaves it uncommitted.
+/// names the message and leaves it uncommitted; under a failure policy, `failure::run` does.
 pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     handler: Arc<H>,
     mut stream: TopicStream,
     ctx: WorkerContext,
 ) -> Result<(), WorkerError> {
+    if ctx.worker().failure.is_active() {
+        return super::failure::run(handler, stream, ctx).await;
+    }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
     let handled = AssertUnwindSafe(async {

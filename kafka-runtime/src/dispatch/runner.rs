@@ -28,12 +28,13 @@ pub(crate) struct ConsumerJob {
     pub(crate) ctx: WorkerContext,
 }
 
-/// Runs every consumer until shutdown. The first failure stops the others; all failures are
-/// returned together.
+/// Runs every consumer until shutdown. With `stop_all`, the first failure stops the others;
+/// without, they go on. All failures are returned together, once every consumer has ended.
 pub(crate) async fn run_consumers(
     jobs: Vec<ConsumerJob>,
     shutdown: Shutdown,
     drain_timeout: Duration,
+    stop_all: bool,
 ) -> Result<(), Error> {
     let mut tasks = JoinSet::new();
     let mut labels = HashMap::new();
@@ -60,9 +61,16 @@ pub(crate) async fn run_consumers(
         };
         tracing::error!("{failure}");
         failures.push(failure);
-        if !shutdown.is_begun() {
+        if shutdown.is_begun() || tasks.is_empty() {
+            continue;
+        }
+        if stop_all {
             tracing::info!("stopping the other workers");
             shutdown.begin();
+        } else {
+            tracing::warn!(
+                "the other workers go on (--stop-all-on-failure stops them); the process exits 1 when they end"
+            );
         }
     }
     if failures.is_empty() {
@@ -158,6 +166,7 @@ mod tests {
             default_topics: Vec::new(),
             topic_prefix: Sourced::new(String::new(), Source::Default),
             client_settings: BTreeMap::new(),
+            failure: crate::config::FailurePolicy::merge("test", &[]).unwrap(),
         };
         let arguments = Arguments::try_parse_from(["test", "list-workers"]).unwrap();
         let ctx = WorkerContext::new(

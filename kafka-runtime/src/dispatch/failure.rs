@@ -1,0 +1,206 @@
+//! The per-message loop under a failure policy (`retries`, `dead_letter_topic`): a message
+//! that fails waits for its next try with its partition paused, while the other partitions
+//! flow; once its tries are used up it goes to the dead-letter topic, or stops the worker.
+//!
+//! Offsets stay exact: a waiting message's partition hands out nothing else, so storing the
+//! message's offset once it is done (or dead-lettered) covers every earlier one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use tokio::time::Instant;
+
+use crate::config::{FailurePolicy, OnDecodeError};
+use crate::consume::offsets::Receipt;
+use crate::consume::{Message, TopicStream};
+use crate::error::panic_message;
+use crate::produce::producer::{producer, DeliveryReport, SendError};
+use crate::worker::context::WorkerContext;
+use crate::worker::error::WorkerError;
+use crate::worker::handler::MessageHandler;
+
+/// Headers a dead-lettered message carries besides its own.
+pub const DEAD_LETTER_HEADERS: [&str; 7] = [
+    "dlq.original.topic",
+    "dlq.original.partition",
+    "dlq.original.offset",
+    "dlq.original.timestamp",
+    "dlq.worker",
+    "dlq.error",
+    "dlq.attempts",
+];
+
+/// A message waiting for its next try.
+struct Waiting {
+    message: Message,
+    receipt: Receipt,
+    /// Tries made so far.
+    tries: u32,
+    due: Instant,
+}
+
+/// Runs `handler` on every message of `stream` until shutdown, or until a failure the policy
+/// says stops the worker. Messages still waiting at shutdown are not committed: they come
+/// again after a restart.
+pub(crate) async fn run<H: MessageHandler<Args>, Args>(
+    handler: Arc<H>,
+    mut stream: TopicStream,
+    ctx: WorkerContext,
+) -> Result<(), WorkerError> {
+    let worker = PolicyLoop { handler, policy: ctx.worker().failure.clone(), ctx };
+    let mut waiting: Vec<Waiting> = Vec::new();
+    loop {
+        forget_revoked(&mut stream, &mut waiting);
+        let next_due = waiting.iter().enumerate().min_by_key(|(_, w)| w.due).map(|(index, w)| (index, w.due));
+        let next = match next_due {
+            None => stream.next().await,
+            Some((index, due)) => tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(due) => {
+                    let retry = waiting.swap_remove(index);
+                    // Taken away while it waited: its new owner reads it again from the commit.
+                    if !forget_revoked(&mut stream, &mut vec![]).iter().any(|p| is_of(&retry.message, p)) {
+                        worker.attempt(&mut stream, &mut waiting, retry.message, retry.receipt, retry.tries).await?;
+                    }
+                    continue;
+                }
+                next = stream.next() => next,
+            },
+        };
+        let Some(message) = next else { break };
+        // This loop marks messages done itself: a failed one must not be stored by `next()`.
+        let Some(receipt) = stream.defer() else { continue };
+        worker.attempt(&mut stream, &mut waiting, message, receipt, 0).await?;
+    }
+    Ok(())
+}
+
+/// Drops the waiting messages of partitions revoked while they waited; returns them.
+fn forget_revoked(stream: &mut TopicStream, waiting: &mut Vec<Waiting>) -> Vec<(String, i32)> {
+    let revoked = stream.take_revoked_while_paused();
+    if !revoked.is_empty() {
+        waiting.retain(|w| !revoked.iter().any(|p| is_of(&w.message, p)));
+    }
+    revoked
+}
+
+fn is_of(message: &Message, (topic, partition): &(String, i32)) -> bool {
+    message.partition() == *partition && message.topic() == topic
+}
+
+struct PolicyLoop<H> {
+    handler: Arc<H>,
+    policy: FailurePolicy,
+    ctx: WorkerContext,
+}
+
+impl<H> PolicyLoop<H> {
+    /// One try of a message, and what the policy says follows it.
+    async fn attempt<Args>(
+        &self,
+        stream: &mut TopicStream,
+        waiting: &mut Vec<Waiting>,
+        message: Message,
+        receipt: Receipt,
+        tries_before: u32,
+    ) -> Result<(), WorkerError>
+    where
+        H: MessageHandler<Args>,
+    {
+        let (for_handler, kept) = message.share();
+        let tries = tries_before + 1;
+        let outcome = AssertUnwindSafe(self.handler.call(for_handler, &self.ctx)).catch_unwind().await;
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                self.done(stream, &receipt, tries_before);
+                return Ok(());
+            }
+            Ok(Err(err)) => err,
+            Err(panic) => WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))),
+        };
+        let at = stream.position(&receipt);
+        let retries = self.policy.retries.value;
+        if !failure.is_permanent() && tries <= retries {
+            if tries_before == 0 {
+                stream.pause(&receipt);
+            }
+            let wait = self.policy.backoff(tries);
+            tracing::warn!(
+                worker = self.ctx.name(),
+                "handler failed at {at} (try {tries} of {}): {failure}; trying again in {} ms",
+                retries + 1,
+                wait.as_millis()
+            );
+            waiting.push(Waiting { message: kept, receipt, tries, due: Instant::now() + wait });
+            return Ok(());
+        }
+        let dead_letter = match self.policy.dead_letter_for(kept.topic(), &self.ctx.worker().topic_prefix.value) {
+            Some(topic)
+                if !failure.is_permanent() || self.policy.on_decode_error.value == OnDecodeError::DeadLetter =>
+            {
+                topic
+            }
+            _ => {
+                return Err(WorkerError::msg(format_args!(
+                    "handler failed at {at}: {failure}; the message was not committed and will be delivered again"
+                )))
+            }
+        };
+        match send_dead_letter(&kept, &dead_letter, self.ctx.name(), &failure, tries).await {
+            Ok(report) => {
+                tracing::warn!(
+                    worker = self.ctx.name(),
+                    "handler failed at {at} after {tries} tries: {failure}; sent to the dead-letter topic: {report}"
+                );
+                self.done(stream, &receipt, tries_before);
+                Ok(())
+            }
+            Err(err) => Err(WorkerError::msg(format_args!(
+                "handler failed at {at}: {failure}; sending the message to the dead-letter topic `{dead_letter}` \
+                 failed: {err}; the message was not committed and will be delivered again"
+            ))),
+        }
+    }
+
+    /// The message is done: its offset is stored, and its partition, paused while it waited,
+    /// hands out messages again.
+    fn done(&self, stream: &mut TopicStream, receipt: &Receipt, tries_before: u32) {
+        stream.store(receipt);
+        if tries_before > 0 {
+            stream.resume(receipt);
+        }
+    }
+}
+
+/// Sends a copy of the message (key, value, headers) to `topic` with headers that say where
+/// it came from and why, and waits for the broker's acknowledgement.
+async fn send_dead_letter(
+    message: &Message,
+    topic: &str,
+    worker: &str,
+    failure: &WorkerError,
+    tries: u32,
+) -> Result<DeliveryReport, SendError> {
+    let mut out = producer().message_bytes(topic, message.payload().unwrap_or_default());
+    if let Some(key) = message.key() {
+        out = out.key(key);
+    }
+    for (name, value) in message.headers() {
+        out = out.header(name, value.unwrap_or_default());
+    }
+    let timestamp = message.timestamp().to_millis().map(|ms| ms.to_string()).unwrap_or_default();
+    let values = [
+        message.topic().to_owned(),
+        message.partition().to_string(),
+        message.offset().to_string(),
+        timestamp,
+        worker.to_owned(),
+        failure.to_string(),
+        tries.to_string(),
+    ];
+    for (name, value) in DEAD_LETTER_HEADERS.iter().zip(&values) {
+        out = out.header(name, value);
+    }
+    out.send().await
+}
