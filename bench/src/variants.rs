@@ -193,7 +193,7 @@ async fn raw(run: &Consume<'_>) -> Result<(), String> {
 
 /// (f): the partitions assigned directly (no group join, so no rebalance events in the
 /// queue), then `rd_kafka_consume_batch_queue` for up to 1,024 queued messages at a time
-/// (a batch of one, with a 100 ms timeout, waits for one when none is), each recorded and its offset
+/// (`rd_kafka_consume_queue` waits for one when none is), each recorded and its offset
 /// stored, on a blocking thread. It skips rdkafka's per-message
 /// event, `Arc` and waker, which no per-message consumer can skip; the framework's batch
 /// style will build on the same API (per-partition queues, since a group's rebalance events
@@ -221,13 +221,13 @@ async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
                 // for a full batch, which would stall the last messages of the run.
                 let mut got = rdsys::rd_kafka_consume_batch_queue(queue, 0, batch.as_mut_ptr(), batch.len());
                 if got == 0 {
-                    // Nothing queued: wait for one message (or 100 ms), then batch again. A
-                    // batch of one, not `rd_kafka_consume_queue`, which asserts on the
-                    // queue's control ops (a fetch-version barrier) instead of skipping them.
-                    got = rdsys::rd_kafka_consume_batch_queue(queue, 100, batch.as_mut_ptr(), 1);
-                    if got <= 0 {
+                    // Nothing queued: wait for one message (or 100 ms), then batch again.
+                    let first = rdsys::rd_kafka_consume_queue(queue, 100);
+                    if first.is_null() {
                         continue;
                     }
+                    batch[0] = first;
+                    got = 1;
                 }
                 for &message in &batch[..usize::try_from(got).unwrap_or(0)] {
                     let m = &*message;
