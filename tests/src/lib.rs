@@ -63,15 +63,17 @@ pub struct Record {
     pub key: Option<String>,
     pub payload: String,
     pub headers: Vec<(String, String)>,
+    /// The partition, instead of the partitioner's choice.
+    pub partition: Option<i32>,
 }
 
 impl Record {
     pub fn new(payload: impl Into<String>) -> Self {
-        Self { key: None, payload: payload.into(), headers: Vec::new() }
+        Self { key: None, payload: payload.into(), headers: Vec::new(), partition: None }
     }
 
     pub fn keyed(key: impl Into<String>, payload: impl Into<String>) -> Self {
-        Self { key: Some(key.into()), payload: payload.into(), headers: Vec::new() }
+        Self { key: Some(key.into()), payload: payload.into(), headers: Vec::new(), partition: None }
     }
 }
 
@@ -92,6 +94,9 @@ pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
             let mut future = FutureRecord::to(&topic).payload(&record.payload).headers(headers);
             if let Some(key) = &record.key {
                 future = future.key(key);
+            }
+            if let Some(partition) = record.partition {
+                future = future.partition(partition);
             }
             producer.send(future, Duration::from_secs(30)).await.map_err(|(err, _)| err)
         }));
@@ -159,15 +164,17 @@ pub struct Handled {
     pub payload: String,
 }
 
-fn handled_log() -> &'static (Mutex<Vec<Handled>>, watch::Sender<usize>) {
-    static LOG: OnceLock<(Mutex<Vec<Handled>>, watch::Sender<usize>)> = OnceLock::new();
+type HandledLog = (Mutex<Vec<(Handled, std::time::Instant)>>, watch::Sender<usize>);
+
+fn handled_log() -> &'static HandledLog {
+    static LOG: OnceLock<HandledLog> = OnceLock::new();
     LOG.get_or_init(|| (Mutex::new(Vec::new()), watch::channel(0).0))
 }
 
 /// Records a handled message (called by the test workers).
 pub fn record_handled(handled: Handled) {
     let (log, changed) = handled_log();
-    log.lock().unwrap().push(handled);
+    log.lock().unwrap().push((handled, std::time::Instant::now()));
     changed.send_modify(|n| *n += 1);
 }
 
@@ -177,7 +184,8 @@ pub async fn wait_handled(count: usize, filter: impl Fn(&Handled) -> bool) -> Ve
     let mut receiver = changed.subscribe();
     let wait = async {
         loop {
-            let matching: Vec<Handled> = log.lock().unwrap().iter().filter(|h| filter(h)).cloned().collect();
+            let matching: Vec<Handled> =
+                log.lock().unwrap().iter().map(|(h, _)| h).filter(|h| filter(h)).cloned().collect();
             if matching.len() >= count {
                 return matching;
             }
@@ -187,7 +195,7 @@ pub async fn wait_handled(count: usize, filter: impl Fn(&Handled) -> bool) -> Ve
     match tokio::time::timeout(WAIT, wait).await {
         Ok(matching) => matching,
         Err(_) => {
-            let seen = log.lock().unwrap().iter().filter(|h| filter(h)).count();
+            let seen = log.lock().unwrap().iter().filter(|(h, _)| filter(h)).count();
             panic!("timed out: {seen} of {count} expected messages were handled")
         }
     }
@@ -195,7 +203,12 @@ pub async fn wait_handled(count: usize, filter: impl Fn(&Handled) -> bool) -> Ve
 
 /// Everything handled so far that matches `filter`.
 pub fn handled(filter: impl Fn(&Handled) -> bool) -> Vec<Handled> {
-    handled_log().0.lock().unwrap().iter().filter(|h| filter(h)).cloned().collect()
+    handled_log().0.lock().unwrap().iter().map(|(h, _)| h).filter(|h| filter(h)).cloned().collect()
+}
+
+/// Like [`handled`], with when each was recorded.
+pub fn handled_at(filter: impl Fn(&Handled) -> bool) -> Vec<(Handled, std::time::Instant)> {
+    handled_log().0.lock().unwrap().iter().filter(|(h, _)| filter(h)).cloned().collect()
 }
 
 /// A command running in this process, as `#[kafka_main]` would run it.

@@ -116,3 +116,32 @@ pub async fn keep(mut topic: TopicStream) -> Result<(), WorkerError> {
     }
     Ok(())
 }
+
+/// Per-message handler that fails the first 3 tries of every message whose payload starts
+/// with `flaky`, and records every try (failed ones with the payload `failed:<payload>`).
+#[kafka_worker(name = "it_flaky")]
+pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static TRIES: OnceLock<Mutex<HashMap<(String, i32, i64), u32>>> = OnceLock::new();
+    let payload = msg.payload_str()?.to_owned();
+    let tries = {
+        let mut all = TRIES.get_or_init(Mutex::default).lock().unwrap();
+        let tries = all.entry((msg.topic().to_owned(), msg.partition(), msg.offset())).or_insert(0);
+        *tries += 1;
+        *tries
+    };
+    if payload.starts_with("flaky") && tries <= 3 {
+        record_handled(Handled {
+            worker: ctx.name().to_owned(),
+            group: ctx.group().to_owned(),
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            payload: format!("failed:{payload}"),
+        });
+        return Err(format!("{payload} is not ready yet (try {tries})").into());
+    }
+    record(&ctx, &msg);
+    Ok(())
+}

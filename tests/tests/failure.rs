@@ -1,0 +1,138 @@
+//! When a handler fails: retries with backoff while the other partitions flow, dead-letter
+//! topics, and a dead-letter topic that cannot be written.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kafka_integration_tests::*;
+use rdkafka::message::{Headers as _, Message as _};
+
+fn config(worker: &str, topic: &str, group: &str, policy: serde_json::Value) -> String {
+    let mut entry = serde_json::json!({"name": worker, "group": group, "topics": [topic]});
+    for (key, value) in policy.as_object().unwrap() {
+        entry[key] = value.clone();
+    }
+    write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [entry]}
+    }}))
+    .display()
+    .to_string()
+}
+
+fn header<'a>(message: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| std::str::from_utf8(v).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_goes_to_the_dead_letter_topic_and_everything_else_is_handled() {
+    let (topic, group) = (unique("poison-dlq"), unique("group"));
+    let dead_letters = format!("{topic}-dlq");
+    create_topics(&[&topic], 3).await;
+    create_topics(&[&dead_letters], 1).await;
+    produce(&topic, documents(1, 1000)).await;
+    let mut poison = Record::keyed("bad-key", "not json");
+    poison.headers = vec![("trace".into(), "t-1".into())];
+    produce(&topic, [poison]).await;
+    produce(&topic, documents(1001, 1000)).await;
+    let config =
+        config("it_json", &topic, &group, serde_json::json!({"dead_letter_topic": "{topic}-dlq", "retries": 2}));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_json"];
+
+    let running = InProcess::start(&args);
+    let handled = wait_handled(2000, |h| h.topic == topic).await;
+    let dead = consume(&dead_letters, 1).await;
+    running.stop().await.expect("the worker kept running and stops cleanly");
+    let ids: BTreeSet<&str> = handled.iter().map(|h| h.payload.as_str()).collect();
+    assert_eq!(ids.len(), 2000, "every good message is handled once");
+
+    let message = &dead[0];
+    assert_eq!(message.payload(), Some(&b"not json"[..]));
+    assert_eq!(message.key(), Some(&b"bad-key"[..]));
+    assert_eq!(header(message, "trace"), Some("t-1"));
+    assert_eq!(header(message, "dlq.original.topic"), Some(topic.as_str()));
+    assert_eq!(header(message, "dlq.worker"), Some("it_json"));
+    // Undecodable: never retried.
+    assert_eq!(header(message, "dlq.attempts"), Some("1"));
+    assert!(header(message, "dlq.error").unwrap().contains("cannot decode the payload as JSON"), "{message:?}");
+    for name in kafka_runtime::DEAD_LETTER_HEADERS {
+        assert!(header(message, name).is_some(), "{name} is missing");
+    }
+
+    // Committed: a restart in the same group sees neither the poison nor anything before it.
+    produce(&topic, documents(5000, 5)).await;
+    let running = InProcess::start(&args);
+    wait_handled(2005, |h| h.topic == topic).await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(handled_where(&topic), 2005, "a committed message was handled again");
+    let again = consume(&dead_letters, 1).await;
+    assert_eq!(again.len(), 1);
+}
+
+fn handled_where(topic: &str) -> usize {
+    handled(|h| h.topic == topic && !h.payload.starts_with("failed:")).len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_message_is_retried_with_backoff_while_other_partitions_flow() {
+    let (topic, group) = (unique("retry"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    let on = |partition: i32, payload: String| Record { partition: Some(partition), ..Record::new(payload) };
+    // Partition 0: the flaky message first, then 5 more that must wait for it.
+    // (`produce` sends its records concurrently: one call per record keeps their order.)
+    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
+        produce(&topic, [on(0, payload)]).await;
+    }
+    let config = config(
+        "it_flaky",
+        &topic,
+        &group,
+        serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000}),
+    );
+    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"]);
+    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
+    // Partition 1 flows while partition 0 waits.
+    produce(&topic, (0..20).map(|n| on(1, format!("other-{n}")))).await;
+    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+
+    let log = handled_at(|h| h.topic == topic);
+    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-1")).collect();
+    assert_eq!(tries.len(), 4, "3 failed tries and one that succeeded: {tries:?}");
+    assert_eq!(tries[3].0.payload, "flaky-1");
+    for (retry, pair) in tries.windows(2).enumerate() {
+        let waited = pair[1].1 - pair[0].1;
+        let full = Duration::from_millis(200 << retry);
+        assert!(waited >= full * 8 / 10, "retry {} came after {waited:?}, before its backoff {full:?}", retry + 1);
+    }
+    let (first_failure, success) = (tries[0].1, tries[3].1);
+    let others: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("other-")).collect();
+    assert_eq!(others.len(), 20);
+    assert!(others.iter().any(|(_, at)| *at > first_failure && *at < success), "partition 1 waited for partition 0");
+    // Partition 0's later messages waited, and kept their order.
+    let after: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("after-")).collect();
+    assert!(after.iter().all(|(_, at)| *at > success), "a message of the waiting partition was handed out");
+    let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
+    assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
+    assert_eq!(handled_where(&topic), 26, "each message handled once successfully");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_topic_that_cannot_be_written_stops_the_worker_uncommitted() {
+    let (topic, group) = (unique("dlq-broken"), unique("group"));
+    create_topics(&[&topic], 1).await;
+    produce(&topic, documents(1, 2)).await;
+    produce(&topic, [Record::new("not json")]).await;
+    // A topic name no broker accepts.
+    let config = config("it_json", &topic, &group, serde_json::json!({"dead_letter_topic": "bad topic name!"}));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_json"];
+    let err = InProcess::start(&args).finish().await.expect_err("the worker must stop").to_string();
+    assert!(err.contains(&format!("at topic {topic}, partition 0, offset 2")), "{err}");
+    assert!(err.contains("sending the message to the dead-letter topic `bad topic name!` failed"), "{err}");
+    assert!(err.contains("not committed"), "{err}");
+    // Not committed: it comes first again.
+    let err = InProcess::start(&args).finish().await.expect_err("the worker must stop again").to_string();
+    assert!(err.contains("offset 2"), "{err}");
+    assert_eq!(handled(|h| h.topic.contains(&topic)).len(), 2, "the good ones were committed");
+}
