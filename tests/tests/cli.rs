@@ -140,7 +140,7 @@ async fn start_consumers_runs_both_demo_workers_until_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failing_worker_stops_the_process_with_an_error() {
+async fn with_stop_all_on_failure_a_failing_worker_stops_the_process_with_an_error() {
     let topic = unique("demo-bad");
     create_topics(&[&topic], 1).await;
     produce(&topic, [Record::new("not a document")]).await;
@@ -159,6 +159,7 @@ async fn a_failing_worker_stops_the_process_with_an_error() {
             "--brokers",
             &brokers(),
             "start-consumers",
+            "--stop-all-on-failure",
             "--consumer-worker",
             "es",
             "default",
@@ -182,4 +183,31 @@ async fn an_unreachable_broker_is_reported_and_sigterm_still_stops_cleanly() {
     assert!(reported[0].contains("Check --brokers, KAFKA_BROKERS or kafka.brokers"), "{reported:?}");
     demo.signal("TERM");
     assert_eq!(demo.wait_exit().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_worker_leaves_the_others_running_and_the_exit_code_says_so() {
+    let (bad, good) = (unique("demo-bad"), unique("demo-good"));
+    create_topics(&[&bad, &good], 1).await;
+    produce(&bad, [Record::new("not a document")]).await;
+    let config = write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [
+            {"name": "es", "group": unique("ges"), "topics": [bad]},
+            {"name": "default", "group": unique("gdef"), "topics": [good]}
+        ]}
+    }}));
+    let mut demo = Process::spawn_with_logs(
+        Binary::Demo,
+        &["-c", config.to_str().unwrap(), "start-consumers", "--consumer-worker", "es", "default"],
+        &[("RUST_LOG", "warn")],
+    );
+    demo.wait_lines(1, |l| l.contains("worker `es` failed: handler failed at topic")).await;
+    // The other worker still runs: it handles what comes after the failure.
+    produce(&good, (0..5).map(|n| Record::new(format!("after {n}")))).await;
+    demo.wait_lines(5, |l| l.starts_with(&format!("default: {good}"))).await;
+    demo.signal("TERM");
+    assert_eq!(demo.wait_exit().await, Some(1), "a failed worker makes the exit code 1");
+    let last = demo.lines.iter().rev().find(|l| l.starts_with("error:")).cloned().unwrap_or_default();
+    assert!(last.contains("worker `es` failed"), "{}", demo.lines.join("\n"));
 }
