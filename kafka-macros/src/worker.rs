@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprArray, ExprLit, Ident, ItemFn, Lit, LitStr, Path};
+use syn::{Expr, ExprArray, ExprLit, Ident, ItemFn, Lit, LitInt, LitStr, Path};
 
 use crate::runtime_path;
 
@@ -18,9 +18,38 @@ struct WorkerArgs {
     regex_topic: Option<(Ident, LitStr)>,
     /// `crate = "..."`: the path to `kafka-runtime`.
     krate: Option<Path>,
+    /// The failure policy: how often a failed message is tried again, how long to wait
+    /// between tries, where a message goes when the tries run out, and what an undecodable
+    /// message does.
+    retries: Option<Given<u64>>,
+    retry_backoff_ms: Option<Given<u64>>,
+    retry_backoff_max_ms: Option<Given<u64>>,
+    dead_letter_topic: Option<LitStr>,
+    on_decode_error: Option<Given<LitStr>>,
 }
 
-const KEYS: &str = "`name`, `group`, `topics`, `regex_topic` or `crate`";
+/// A key whose value is checked: the value when it is valid (an invalid one is reported and
+/// left out), and where it was written.
+struct Given<T> {
+    value: Option<T>,
+    span: Span,
+}
+
+const KEYS: &str = "`name`, `group`, `topics`, `regex_topic`, `retries`, `retry_backoff_ms`, \
+                    `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error` or `crate`";
+
+/// The type a numeric key has in `FailureAttrs`: its name, used as the literal's suffix, and
+/// its largest value.
+struct Unsigned {
+    name: &'static str,
+    max: u64,
+}
+
+const U32: Unsigned = Unsigned { name: "u32", max: u32::MAX as u64 };
+const U64: Unsigned = Unsigned { name: "u64", max: u64::MAX };
+
+/// The values `on_decode_error` takes.
+const DECODE_ERROR_ACTIONS: [&str; 2] = ["dead_letter", "stop"];
 
 pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -117,6 +146,53 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
                     push(&mut errors, duplicate());
                 }
             }
+            "retries" => {
+                let value: Expr = meta.value()?.parse()?;
+                let retries =
+                    Given { value: whole_number(&value, &key, "tries", &U32, &mut errors), span: value.span() };
+                if parsed.retries.replace(retries).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "retry_backoff_ms" | "retry_backoff_max_ms" => {
+                let value: Expr = meta.value()?.parse()?;
+                let millis =
+                    Given { value: whole_number(&value, &key, "milliseconds", &U64, &mut errors), span: value.span() };
+                let slot = if key == "retry_backoff_ms" {
+                    &mut parsed.retry_backoff_ms
+                } else {
+                    &mut parsed.retry_backoff_max_ms
+                };
+                if slot.replace(millis).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "dead_letter_topic" => {
+                let value: LitStr = meta.value()?.parse()?;
+                if value.value().is_empty() {
+                    push(&mut errors, syn::Error::new_spanned(&value, "`dead_letter_topic` cannot be empty"));
+                }
+                if parsed.dead_letter_topic.replace(value).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "on_decode_error" => {
+                let value: Expr = meta.value()?.parse()?;
+                let action = match ungroup(&value) {
+                    Expr::Lit(ExprLit { lit: Lit::Str(action), .. })
+                        if DECODE_ERROR_ACTIONS.contains(&action.value().as_str()) =>
+                    {
+                        Some(action.clone())
+                    }
+                    _ => {
+                        push(&mut errors, syn::Error::new_spanned(&value, "expected \"dead_letter\" or \"stop\""));
+                        None
+                    }
+                };
+                if parsed.on_decode_error.replace(Given { value: action, span: value.span() }).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
             _ => {
                 push(&mut errors, syn::Error::new_spanned(&key, format!("unknown key `{key}`; expected {KEYS}")));
                 // Skip the value so parsing can go on and report later mistakes too.
@@ -139,10 +215,65 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
         err.combine(syn::Error::new_spanned(topics_key, "`topics` is given here"));
         push(&mut errors, err);
     }
+    if let (Some(Given { value: Some(backoff), .. }), Some(Given { value: Some(max), span })) =
+        (&parsed.retry_backoff_ms, &parsed.retry_backoff_max_ms)
+    {
+        if max < backoff {
+            push(
+                &mut errors,
+                syn::Error::new(
+                    *span,
+                    format!("`retry_backoff_max_ms` ({max}) cannot be less than `retry_backoff_ms` ({backoff})"),
+                ),
+            );
+        }
+    }
     match errors {
         Some(err) => Err(err),
         None => Ok(parsed),
     }
+}
+
+/// The value of a numeric key: an integer literal that fits `ty`, unsuffixed or suffixed with
+/// `ty`. Anything else is reported on the value and gives `None`.
+fn whole_number(value: &Expr, key: &Ident, unit: &str, ty: &Unsigned, errors: &mut Option<syn::Error>) -> Option<u64> {
+    let not_whole = || syn::Error::new_spanned(value, format!("`{key}` must be a whole number of {unit}, 0 or more"));
+    match ungroup(value) {
+        Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => {
+            let digits = int.base10_digits();
+            // Only from a token built as negative; `-1` written out is a negation, below.
+            if digits.starts_with('-') {
+                push(errors, not_whole());
+                return None;
+            }
+            if !int.suffix().is_empty() && int.suffix() != ty.name {
+                let message = format!("`{key}` is a `{ty}`: write {digits} or {digits}{ty}", ty = ty.name);
+                push(errors, syn::Error::new_spanned(int, message));
+                return None;
+            }
+            match int.base10_parse::<u64>() {
+                Ok(number) if number <= ty.max => Some(number),
+                // Only digits are left, so a number that does not parse is too large.
+                _ => {
+                    let message = format!("`{key}` is too large: at most {} {unit}", ty.max);
+                    push(errors, syn::Error::new_spanned(int, message));
+                    None
+                }
+            }
+        }
+        _ => {
+            push(errors, not_whole());
+            None
+        }
+    }
+}
+
+/// A value passed through a `macro_rules!` fragment arrives in an invisible group.
+fn ungroup(mut value: &Expr) -> &Expr {
+    while let Expr::Group(group) = value {
+        value = &group.expr;
+    }
+    value
 }
 
 fn topic_list(array: &ExprArray, errors: &mut Option<syn::Error>) -> Vec<LitStr> {
@@ -173,6 +304,11 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
     let regex_topic = option(args.regex_topic.as_ref().map(|(_, regex)| regex));
     let topics = args.topics.as_ref().map(|(_, topics)| topics.as_slice()).unwrap_or_default();
     let krate = args.krate.clone().unwrap_or_else(runtime_path::default);
+    let retries = number(args.retries.as_ref(), &U32);
+    let retry_backoff_ms = number(args.retry_backoff_ms.as_ref(), &U64);
+    let retry_backoff_max_ms = number(args.retry_backoff_max_ms.as_ref(), &U64);
+    let dead_letter_topic = option(args.dead_letter_topic.as_ref());
+    let on_decode_error = option(args.on_decode_error.as_ref().and_then(|given| given.value.as_ref()));
     // The runtime's hidden module under a local name, so the code below has no token of the
     // path: a path that does not resolve is reported once, on the `use`.
     let import = quote!(use #krate::__private as __kafka_private;);
@@ -192,11 +328,11 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
             topics: &[#(#topics),*],
             regex_topic: #regex_topic,
             failure: #private::FailureAttrs {
-                retries: ::core::option::Option::None,
-                retry_backoff_ms: ::core::option::Option::None,
-                retry_backoff_max_ms: ::core::option::Option::None,
-                dead_letter_topic: ::core::option::Option::None,
-                on_decode_error: ::core::option::Option::None,
+                retries: #retries,
+                retry_backoff_ms: #retry_backoff_ms,
+                retry_backoff_max_ms: #retry_backoff_max_ms,
+                dead_letter_topic: #dead_letter_topic,
+                on_decode_error: #on_decode_error,
             },
             build: __kafka_worker_build,
         });
@@ -215,6 +351,17 @@ fn option(value: Option<&LitStr>) -> TokenStream {
     match value {
         Some(value) => quote!(::core::option::Option::Some(#value)),
         None => quote!(::core::option::Option::None),
+    }
+}
+
+/// A numeric key as a literal suffixed with its type, so it has that type wherever it lands.
+fn number(given: Option<&Given<u64>>, ty: &Unsigned) -> TokenStream {
+    match given {
+        Some(Given { value: Some(value), span }) => {
+            let value = LitInt::new(&format!("{value}{}", ty.name), *span);
+            quote!(::core::option::Option::Some(#value))
+        }
+        _ => quote!(::core::option::Option::None),
     }
 }
 
@@ -307,7 +454,10 @@ mod tests {
     fn unknown_key_lists_crate() {
         let out = errors_of(quote!(krate = "a"));
         assert!(
-            out.contains("unknown key `krate`; expected `name`, `group`, `topics`, `regex_topic` or `crate`"),
+            out.contains(
+                "unknown key `krate`; expected `name`, `group`, `topics`, `regex_topic`, `retries`, \
+                 `retry_backoff_ms`, `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error` or `crate`"
+            ),
             "{out}"
         );
     }
@@ -322,5 +472,162 @@ mod tests {
         )
         .to_string();
         assert!(out.contains("name : \"my_worker\""), "{out}");
+    }
+
+    #[test]
+    fn failure_policy_is_emitted() {
+        let out = errors_of(quote!(
+            topics = ["orders"],
+            retries = 3,
+            retry_backoff_ms = 100,
+            retry_backoff_max_ms = 30_000,
+            dead_letter_topic = "dlq-{topic}",
+            on_decode_error = "dead_letter"
+        ));
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("retries : :: core :: option :: Option :: Some (3u32)"), "{out}");
+        assert!(out.contains("retry_backoff_ms : :: core :: option :: Option :: Some (100u64)"), "{out}");
+        assert!(out.contains("retry_backoff_max_ms : :: core :: option :: Option :: Some (30000u64)"), "{out}");
+        assert!(out.contains("dead_letter_topic : :: core :: option :: Option :: Some (\"dlq-{topic}\")"), "{out}");
+        assert!(out.contains("on_decode_error : :: core :: option :: Option :: Some (\"dead_letter\")"), "{out}");
+    }
+
+    #[test]
+    fn failure_policy_defaults_to_none() {
+        let out = errors_of(quote!(topics = ["orders"]));
+        for key in ["retries", "retry_backoff_ms", "retry_backoff_max_ms", "dead_letter_topic", "on_decode_error"] {
+            assert!(out.contains(&format!("{key} : :: core :: option :: Option :: None")), "{key}: {out}");
+        }
+    }
+
+    #[test]
+    fn failure_policy_limits_are_accepted() {
+        let out = errors_of(quote!(
+            retries = 4294967295,
+            retry_backoff_ms = 0u64,
+            retry_backoff_max_ms = 0,
+            on_decode_error = "stop"
+        ));
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Some (4294967295u32)"), "{out}");
+        assert!(out.contains("retry_backoff_ms : :: core :: option :: Option :: Some (0u64)"), "{out}");
+        assert!(out.contains("Some (\"stop\")"), "{out}");
+        // Without a `dead_letter_topic`: the configuration may give it.
+        let out = errors_of(quote!(on_decode_error = "dead_letter"));
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn retries_must_be_a_whole_number() {
+        for args in [quote!(retries = -1), quote!(retries = 1.5), quote!(retries = "3"), quote!(retries = x)] {
+            let out = errors_of(args);
+            assert!(out.contains("`retries` must be a whole number of tries, 0 or more"), "{out}");
+            assert!(!out.contains("submit_worker"), "{out}");
+        }
+    }
+
+    #[test]
+    fn backoff_must_be_a_whole_number() {
+        let out = errors_of(quote!(retry_backoff_ms = -100, retry_backoff_max_ms = 2.5));
+        assert!(out.contains("`retry_backoff_ms` must be a whole number of milliseconds, 0 or more"), "{out}");
+        assert!(out.contains("`retry_backoff_max_ms` must be a whole number of milliseconds, 0 or more"), "{out}");
+    }
+
+    #[test]
+    fn numbers_too_large() {
+        let out = errors_of(quote!(
+            retries = 4294967296,
+            retry_backoff_ms = 18446744073709551616,
+            retry_backoff_max_ms = 99999999999999999999999999999999999999999
+        ));
+        assert!(out.contains("`retries` is too large: at most 4294967295 tries"), "{out}");
+        assert!(out.contains("`retry_backoff_ms` is too large: at most 18446744073709551615 milliseconds"), "{out}");
+        assert!(out.contains("`retry_backoff_max_ms` is too large"), "{out}");
+    }
+
+    #[test]
+    fn number_with_another_type_suffix() {
+        let out = errors_of(quote!(retries = 3u64, retry_backoff_ms = 100i32));
+        assert!(out.contains("`retries` is a `u32`: write 3 or 3u32"), "{out}");
+        assert!(out.contains("`retry_backoff_ms` is a `u64`: write 100 or 100u64"), "{out}");
+        let out = errors_of(quote!(retries = 3u32, retry_backoff_ms = 100u64));
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn dead_letter_topic_cannot_be_empty() {
+        let out = errors_of(quote!(dead_letter_topic = ""));
+        assert!(out.contains("`dead_letter_topic` cannot be empty"), "{out}");
+        let out = errors_of(quote!(dead_letter_topic = dlq));
+        assert!(out.contains("expected string literal"), "{out}");
+    }
+
+    #[test]
+    fn on_decode_error_takes_two_values() {
+        for args in [quote!(on_decode_error = "skip"), quote!(on_decode_error = stop), quote!(on_decode_error = "")] {
+            let out = errors_of(args);
+            assert!(out.contains(r#"expected \"dead_letter\" or \"stop\""#), "{out}");
+        }
+    }
+
+    #[test]
+    fn backoff_max_below_backoff() {
+        let out = errors_of(quote!(retry_backoff_ms = 500, retry_backoff_max_ms = 100));
+        assert!(out.contains("`retry_backoff_max_ms` (100) cannot be less than `retry_backoff_ms` (500)"), "{out}");
+        // Equal is fine, and so is either one alone.
+        for args in [
+            quote!(retry_backoff_ms = 500, retry_backoff_max_ms = 500),
+            quote!(retry_backoff_max_ms = 100),
+            quote!(retry_backoff_ms = 500),
+        ] {
+            let out = errors_of(args);
+            assert!(!out.contains("compile_error"), "{out}");
+        }
+        // An invalid value is not compared.
+        let out = errors_of(quote!(retry_backoff_ms = 500, retry_backoff_max_ms = -1));
+        assert!(!out.contains("cannot be less than"), "{out}");
+    }
+
+    #[test]
+    fn failure_policy_mistakes_at_once() {
+        let out = errors_of(quote!(retries = -3, on_decode_error = "skip", dead_letter_topic = "", nme = 1));
+        assert!(out.contains("`retries` must be a whole number"), "{out}");
+        assert!(out.contains(r#"expected \"dead_letter\" or \"stop\""#), "{out}");
+        assert!(out.contains("`dead_letter_topic` cannot be empty"), "{out}");
+        assert!(out.contains("unknown key `nme`"), "{out}");
+        // The function is kept.
+        assert!(out.contains("async fn handler"), "{out}");
+    }
+
+    #[test]
+    fn duplicate_failure_policy_keys() {
+        let out = errors_of(quote!(
+            retries = 1,
+            retries = 2,
+            retry_backoff_ms = 1,
+            retry_backoff_ms = 2,
+            retry_backoff_max_ms = 10,
+            retry_backoff_max_ms = 20,
+            dead_letter_topic = "a",
+            dead_letter_topic = "b",
+            on_decode_error = "stop",
+            on_decode_error = "skip"
+        ));
+        for key in ["retries", "retry_backoff_ms", "retry_backoff_max_ms", "dead_letter_topic", "on_decode_error"] {
+            assert!(out.contains(&format!("duplicate key `{key}`")), "{key}: {out}");
+        }
+        // An invalid value counts as given.
+        let out = errors_of(quote!(retries = -1, retries = 2));
+        assert!(out.contains("duplicate key `retries`"), "{out}");
+    }
+
+    #[test]
+    fn value_from_a_macro_fragment() {
+        // `macro_rules!` passes a `$x:literal` in an invisible group.
+        let group = |tokens: TokenStream| proc_macro2::Group::new(proc_macro2::Delimiter::None, tokens);
+        let (three, stop) = (group(quote!(3)), group(quote!("stop")));
+        let out = errors_of(quote!(retries = #three, on_decode_error = #stop));
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("Some (3u32)"), "{out}");
     }
 }
