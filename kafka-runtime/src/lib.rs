@@ -64,8 +64,10 @@ pub use rdkafka;
 
 /// Registers an async function as a Kafka worker.
 ///
-/// `#[kafka_worker(name = "...", group = "...", topics = ["..."], regex_topic = "...", crate = "...")]`;
-/// every argument is optional and `name` defaults to the function's name. `crate` names this
+/// `#[kafka_worker(name = "...", group = "...", topics = ["..."], regex_topic = "...", crate = "...")]`,
+/// plus the failure policy keys `retries`, `retry_backoff_ms`, `retry_backoff_max_ms`,
+/// `dead_letter_topic` and `on_decode_error` (see the README); every argument is optional and
+/// `name` defaults to the function's name. `crate` names this
 /// crate when the app renamed the dependency (default `::kafka_runtime`). The function's signature
 /// picks the style: a per-message handler takes the message first, a stream worker takes a
 /// [`TopicStream`].

@@ -123,7 +123,8 @@ pub async fn keep(mut topic: TopicStream) -> Result<(), WorkerError> {
 pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static TRIES: OnceLock<Mutex<HashMap<(String, i32, i64), u32>>> = OnceLock::new();
+    type Tries = Mutex<HashMap<(String, i32, i64), u32>>;
+    static TRIES: OnceLock<Tries> = OnceLock::new();
     let payload = msg.payload_str()?.to_owned();
     let tries = {
         let mut all = TRIES.get_or_init(Mutex::default).lock().unwrap();
