@@ -146,3 +146,16 @@ pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> 
     record(&ctx, &msg);
     Ok(())
 }
+
+/// Stream worker that records every message and fails, message in hand, on one whose payload
+/// is `poison`.
+#[kafka_worker(name = "it_stream_poison")]
+pub async fn stream_poison(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
+    while let Some(msg) = topic.next().await {
+        if msg.payload_str()? == "poison" {
+            return Err("poison found".into());
+        }
+        record(&ctx, &msg);
+    }
+    Ok(())
+}

@@ -223,3 +223,34 @@ async fn rebalance_loses_nothing(strategy: Option<&str>) {
     assert_eq!(all.len(), total, "{} messages were handled twice", all.len() - total);
     assert!(all.iter().any(|h| h.worker == "member_a") && all.iter().all(|h| h.group == group));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_worker_failure_names_the_message_in_hand() {
+    let topic = unique("stream-poison");
+    create_topics(&[&topic], 1).await;
+    for payload in ["a", "b", "poison", "c"] {
+        produce(&topic, [Record::new(payload)]).await;
+    }
+    let config = config();
+    let err = InProcess::start(&[
+        "-c",
+        &config,
+        "start-consumer",
+        "--consumer-worker",
+        "it_stream_poison",
+        "--topics",
+        &topic,
+    ])
+    .finish()
+    .await
+    .expect_err("the worker fails")
+    .to_string();
+    assert!(
+        err.contains(&format!(
+            "worker `it_stream_poison` failed at topic {topic}, partition 0, offset 2: poison found"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("not committed"), "{err}");
+    assert_eq!(handled(|h| h.topic == topic).len(), 2);
+}

@@ -123,6 +123,10 @@ impl Fetcher {
         &self.consumer
     }
 
+    pub(crate) fn state(&self) -> &WorkerState {
+        &self.state
+    }
+
     pub(crate) fn label(&self) -> &str {
         self.state.label()
     }

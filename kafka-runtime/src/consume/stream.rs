@@ -112,6 +112,15 @@ impl TopicStream {
     }
 }
 
+impl Drop for TopicStream {
+    fn drop(&mut self) {
+        // A worker that fails with a message in hand: its error is reported with where it was.
+        if let Some(receipt) = &self.handed_out {
+            self.fetcher.state().set_last_handed_out(self.offsets.position(receipt).to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -14,7 +14,7 @@ use crate::consume::partitions::PartitionQueues;
 use crate::consume::TopicStream;
 use crate::error::{panic_message, Error};
 use crate::worker::context::WorkerContext;
-use crate::worker::handler::Worker;
+use crate::worker::handler::{Worker, WorkerStyle};
 use crate::worker::state::WorkerState;
 
 /// Everything needed to run one consumer of a worker.
@@ -102,7 +102,13 @@ pub(crate) async fn run_consumer(
         .map_err(|reason| format!("worker `{label}`: cannot start its consumer: {reason}"))?;
     let work = (job.worker.run)(stream, job.ctx);
     let outcome = tokio::select! {
-        outcome = work => outcome.map_err(|err| format!("worker `{label}` failed: {err}")),
+        outcome = work => outcome.map_err(|err| match (job.worker.style, state.last_handed_out()) {
+            // A per-message failure names its message already.
+            (WorkerStyle::Stream, Some(at)) => format!(
+                "worker `{label}` failed at {at}: {err}; that message was not committed and will be delivered again"
+            ),
+            _ => format!("worker `{label}` failed: {err}"),
+        }),
         _ = shutdown.deadline(drain_timeout) => Err(format!(
             "worker `{label}` did not finish its in-flight message within the drain timeout \
              ({} ms); that message was not committed and will be delivered again",
@@ -149,7 +155,6 @@ mod tests {
     use crate::config::{Source, Sourced, WorkerConfig};
     use crate::consume::Message;
     use crate::test_support::{brokers, consumer_config, topic_with_messages, unique, within_a_minute};
-    use crate::worker::handler::WorkerStyle;
 
     /// A stream worker's job on `topic`, as the app would build it.
     fn job(

@@ -14,6 +14,8 @@ pub(crate) struct WorkerState {
     stop_reason: Mutex<Option<String>>,
     /// Set with `stop_reason`, read on the hot path without the lock.
     stopped: AtomicBool,
+    /// Where the worker's stream stood when it was dropped, if a message was still in hand.
+    last_handed_out: Mutex<Option<String>>,
 }
 
 /// A snapshot of one running consumer, from [`running_workers`].
@@ -59,6 +61,7 @@ impl WorkerState {
             assignments: AtomicU64::new(0),
             stop_reason: Mutex::default(),
             stopped: AtomicBool::new(false),
+            last_handed_out: Mutex::default(),
         });
         running().lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
         state
@@ -103,6 +106,15 @@ impl WorkerState {
 
     pub(crate) fn stop_reason(&self) -> Option<String> {
         self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_last_handed_out(&self, position: String) {
+        *self.last_handed_out.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
+    }
+
+    /// Where the stream stood when it was dropped with a message in hand, not yet done.
+    pub(crate) fn last_handed_out(&self) -> Option<String> {
+        self.last_handed_out.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
