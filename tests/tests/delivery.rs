@@ -97,3 +97,42 @@ async fn sigterm_drains_and_commits_so_a_restart_repeats_nothing() {
     let all: BTreeSet<String> = first_ids.into_iter().chain(second_ids).collect();
     assert_eq!(all, expected());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_survivor_of_two_members_takes_every_partition_when_the_other_is_killed() {
+    const MESSAGES: u64 = 3000;
+    let topic = unique("survivor");
+    create_topics(&[&topic], 4).await;
+    produce(&topic, (1..=MESSAGES).map(|id| Record::new(format!("id{id}")))).await;
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 2,
+        "kafka": {
+            "consumer_connection_settings": fast_settings(),
+            "consumer": {"workers": [{"name": "it_slow", "group": unique("g"), "topics": [topic]}]}
+        }
+    }));
+    let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_slow"];
+
+    let mut first = Process::spawn(Binary::TestWorkers, &args);
+    first.wait_lines(50, |l| l.starts_with("handled ")).await;
+    let mut second = Process::spawn(Binary::TestWorkers, &args);
+    // Both members hold partitions once the second one handles something.
+    second.wait_lines(1, |l| l.starts_with("handled ")).await;
+    first.signal("KILL");
+    assert_eq!(first.wait_exit().await, None, "killed by a signal");
+
+    let expected: BTreeSet<String> = (1..=MESSAGES).map(|id| format!("id{id}")).collect();
+    let first_ids: BTreeSet<String> = handled_ids(&first.lines).into_iter().collect();
+    loop {
+        let seen: BTreeSet<String> = first_ids.iter().cloned().chain(handled_ids(&second.lines)).collect();
+        if seen == expected {
+            break;
+        }
+        let have = second.lines.len();
+        second.wait_lines(have + 1, |_| true).await;
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit().await, Some(0));
+    let total = first_ids.len() + handled_ids(&second.lines).len();
+    println!("survivor: {total} handled for {MESSAGES} messages, {} duplicates", total - MESSAGES as usize);
+}
