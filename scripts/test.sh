@@ -33,6 +33,9 @@ else
     start_broker "$REPO/target/tansu.log"
 fi
 
+# The tests that start a broker of their own (tests/tests/broker_pause.rs) find Tansu here.
+export TANSU="${TANSU:-$(install_tansu)}"
+
 status=0
 
 log "cargo test --workspace --all-targets $*"

@@ -46,8 +46,13 @@ pub fn unique(name: &str) -> String {
 
 /// Creates topics with `partitions` partitions each.
 pub async fn create_topics(topics: &[&str], partitions: i32) {
+    create_topics_on(&brokers(), topics, partitions).await
+}
+
+/// Creates topics on the broker at `bootstrap`.
+pub async fn create_topics_on(bootstrap: &str, topics: &[&str], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let results = admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics");
@@ -104,6 +109,55 @@ pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
     for sent in pending {
         sent.await.expect("send task").expect("delivered");
     }
+}
+
+/// Sends the payloads `id<n>` for every `n` in `ids` to the broker at `bootstrap`, and waits
+/// until each is acknowledged.
+pub async fn produce_ids(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "5").create().expect("producer");
+    let sends: Vec<_> = ids
+        .map(|id| {
+            let (producer, topic) = (producer.clone(), topic.to_owned());
+            tokio::spawn(async move {
+                let payload = format!("id{id}");
+                producer.send(FutureRecord::<str, str>::to(&topic).payload(&payload), Duration::from_secs(60)).await
+            })
+        })
+        .collect();
+    for sent in sends {
+        sent.await.expect("send task").map_err(|(err, _)| err).expect("delivered");
+    }
+}
+
+/// Waits until `total` distinct payloads of `topic` were handled (duplicates do not count).
+pub async fn wait_distinct(topic: &str, total: usize) {
+    let mut seen = 0;
+    loop {
+        let all = wait_handled(seen + 1, |h| h.topic == topic).await;
+        seen = all.len();
+        let distinct: std::collections::BTreeSet<&str> = all.iter().map(|h| h.payload.as_str()).collect();
+        if distinct.len() >= total {
+            return;
+        }
+    }
+}
+
+/// Checks that the handled payloads of `topic` are exactly `id0` .. `id<total-1>`, each at
+/// least once; prints and returns how many were handled twice or more.
+pub fn ledger(topic: &str, total: usize) -> usize {
+    let all = handled(|h| h.topic == topic);
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for h in &all {
+        *counts.entry(h.payload.as_str()).or_default() += 1;
+    }
+    let missing: Vec<String> =
+        (0..total).map(|id| format!("id{id}")).filter(|id| !counts.contains_key(id.as_str())).collect();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!("ledger of {topic}: {} handled, {} distinct, {duplicates} duplicates", all.len(), counts.len());
+    assert!(missing.is_empty(), "{} messages were lost, first {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert_eq!(counts.len(), total, "unexpected payloads handled");
+    duplicates
 }
 
 /// `count` JSON documents `{"id": n}` with ids from `first`.
