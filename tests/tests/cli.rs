@@ -46,6 +46,18 @@ fn bad_config_names_file_line_and_column() {
 }
 
 #[test]
+fn a_bad_failure_policy_value_names_the_key_and_where_it_came_from() {
+    let path = write_config(serde_json::json!({"kafka": {"consumer": {"retry_backoff_ms": -5}}}));
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "config"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("kafka.consumer: `retry_backoff_ms` = -5: must be between 0"), "{err}");
+    // A usage error: clap names the option, and the exit code is 2.
+    let (code, _, err) = demo(&["start-consumer", "--consumer-worker", "es", "--retries=-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid value '-1' for '--retries <N>'"), "{err}");
+}
+
+#[test]
 fn batch_type_is_not_supported_yet() {
     let (code, _, err) = demo(&["start-consumer", "--consumer-worker", "es", "--consumer-type", "batch"]);
     assert_eq!(code, 1);
@@ -67,7 +79,7 @@ fn config_shows_where_each_value_comes_from() {
         "brokers": ["file:9092"],
         "topic_prefix": "file-",
         "consumer_connection_settings": {"sasl.password": "hunter2"},
-        "consumer": {"workers": [{"name": "es", "group": "file-group"}]}
+        "consumer": {"workers": [{"name": "es", "group": "file-group", "retries": 2}]}
     }}));
     let path = path.to_str().unwrap();
     let (code, out, err) = run_to_end(
@@ -84,6 +96,8 @@ fn config_shows_where_each_value_comes_from() {
     assert!(line("consumer").contains("group file-group <- cli-my-topic"), "{out}");
     assert!(line("sasl.password").contains("*****") && !out.contains("hunter2"), "{out}");
     assert!(line("enable.auto.offset.store").contains("false"), "{out}");
+    assert!(line("retries").contains('2') && line("retries").ends_with("(config.json)"), "{out}");
+    assert!(line("on_decode_error").contains("stop") && line("on_decode_error").ends_with("(default)"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -431,4 +431,50 @@ mod tests {
         assert!(path_matches("app::workers::handler", "crate::workers::handler"));
         assert!(!path_matches("app::workers::handler", "handler"));
     }
+
+    #[test]
+    fn the_failure_policy_merges_attribute_file_defaults_entry_and_command_line() {
+        let registration: &'static WorkerRegistration = Box::leak(Box::new(WorkerRegistration {
+            name: "es",
+            rust_path: "app::es",
+            group: None,
+            topics: &["orders"],
+            regex_topic: None,
+            failure: crate::worker::registry::FailureAttrs {
+                retries: Some(1),
+                retry_backoff_ms: Some(50),
+                retry_backoff_max_ms: Some(5000),
+                dead_letter_topic: Some("attr-dlq"),
+                on_decode_error: None,
+            },
+            build: || unreachable!("not built in these tests"),
+        }));
+        let layered = file(
+            r#"{"kafka": {"consumer": {"retries": 2, "retry_backoff_ms": 70,
+            "workers": [{"name": "es", "retries": 3, "dead_letter_topic": "{topic}-dlq"}]}}}"#,
+        );
+        let (entries, _) = catalog(&[registration], &layered);
+        let global = GlobalSettings::merge(&layered, &EnvLayer::default(), &CliLayer::default()).unwrap();
+        let cli = WorkerOverrides {
+            failure: FailureKeys { on_decode_error: Some("stop".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let config = merge_worker_config(&entries[0], WorkerStyle::PerMessage, &layered, &global, &cli).unwrap();
+        let failure = &config.failure;
+        assert_eq!(failure.retries, Sourced::new(3, Source::File));
+        assert_eq!(failure.retry_backoff, Sourced::new(Duration::from_millis(70), Source::File));
+        assert_eq!(failure.retry_backoff_max, Sourced::new(Duration::from_millis(5000), Source::Macro));
+        assert_eq!(failure.dead_letter_topic, Some(Sourced::new("{topic}-dlq".to_owned(), Source::File)));
+        assert_eq!(failure.on_decode_error.source, Source::Cli);
+
+        // A dead-letter topic that is the worker's own topic is refused when it starts.
+        let own = file(r#"{"kafka": {"consumer": {"workers": [{"name": "es", "dead_letter_topic": "{topic}"}]}}}"#);
+        let (entries, _) = catalog(&[registration], &own);
+        let global = GlobalSettings::merge(&own, &EnvLayer::default(), &CliLayer::default()).unwrap();
+        let config =
+            merge_worker_config(&entries[0], WorkerStyle::PerMessage, &own, &global, &WorkerOverrides::default())
+                .unwrap();
+        let err = config.consumers().unwrap_err().to_string();
+        assert!(err.contains("is its own source topic `orders`"), "{err}");
+    }
 }
