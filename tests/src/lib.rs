@@ -274,7 +274,12 @@ pub struct InProcess {
 impl InProcess {
     /// Runs `args` (without the program name) against the broker under test.
     pub fn start(args: &[&str]) -> Self {
-        let mut all = vec!["it".to_owned(), "--brokers".to_owned(), brokers()];
+        Self::start_on(&brokers(), args)
+    }
+
+    /// Runs `args` against the broker at `bootstrap`.
+    pub fn start_on(bootstrap: &str, args: &[&str]) -> Self {
+        let mut all = vec!["it".to_owned(), "--brokers".to_owned(), bootstrap.to_owned()];
         all.extend(args.iter().map(|a| (*a).to_owned()));
         let shutdown = Shutdown::new();
         let task = tokio::spawn(kafka_runtime::run_with_args(all, shutdown.clone()));

@@ -9,13 +9,17 @@ use serde::Deserialize;
 use crate::{record_handled, Handled};
 
 fn record(ctx: &WorkerContext, msg: &Message) {
+    record_as(ctx, msg, msg.payload_str().unwrap_or("<binary>").to_owned());
+}
+
+fn record_as(ctx: &WorkerContext, msg: &Message, payload: String) {
     record_handled(Handled {
         worker: ctx.name().to_owned(),
         group: ctx.group().to_owned(),
         topic: msg.topic().to_owned(),
         partition: msg.partition(),
         offset: msg.offset(),
-        payload: msg.payload_str().unwrap_or("<binary>").to_owned(),
+        payload,
     });
 }
 
@@ -133,14 +137,7 @@ pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> 
         *tries
     };
     if payload.starts_with("flaky") && tries <= 3 {
-        record_handled(Handled {
-            worker: ctx.name().to_owned(),
-            group: ctx.group().to_owned(),
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            payload: format!("failed:{payload}"),
-        });
+        record_as(&ctx, &msg, format!("failed:{payload}"));
         return Err(format!("{payload} is not ready yet (try {tries})").into());
     }
     record(&ctx, &msg);

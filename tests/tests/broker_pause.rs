@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_integration_tests::*;
-use kafka_runtime::Shutdown;
 
 const TOTAL: usize = 4000;
 
@@ -68,21 +67,8 @@ async fn a_broker_paused_for_10_s_mid_stream_loses_nothing() {
         "kafka": {"consumer_connection_settings": fast_settings()}
     }));
     let config = config.display().to_string();
-    let shutdown = Shutdown::new();
-    let args = [
-        "it",
-        "--brokers",
-        &broker.bootstrap,
-        "-c",
-        &config,
-        "start-consumer",
-        "--consumer-worker",
-        "it_paced",
-        "--topics",
-        &topic,
-    ]
-    .map(str::to_owned);
-    let running = tokio::spawn(kafka_runtime::run_with_args(args, shutdown.clone()));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_paced", "--topics", &topic];
+    let running = InProcess::start_on(&broker.bootstrap, &args);
 
     wait_handled(500, |h| h.topic == topic).await;
     broker.signal("STOP");
@@ -90,7 +76,6 @@ async fn a_broker_paused_for_10_s_mid_stream_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     broker.signal("CONT");
     wait_distinct(&topic, TOTAL).await;
-    shutdown.begin();
-    tokio::time::timeout(WAIT, running).await.expect("the command ends").expect("no panic").expect("clean stop");
+    running.stop().await.expect("clean stop");
     ledger(&topic, TOTAL);
 }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use kafka_integration_tests::*;
-use kafka_runtime::Shutdown;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
@@ -27,21 +26,8 @@ async fn request_errors_and_a_broker_outage_lose_nothing() {
         }}
     }));
     let config = config.display().to_string();
-    let shutdown = Shutdown::new();
-    let args = [
-        "it",
-        "--brokers",
-        &bootstrap,
-        "-c",
-        &config,
-        "start-consumer",
-        "--consumer-worker",
-        "it_paced",
-        "--topics",
-        &topic,
-    ]
-    .map(str::to_owned);
-    let running = tokio::spawn(kafka_runtime::run_with_args(args, shutdown.clone()));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_paced", "--topics", &topic];
+    let running = InProcess::start_on(&bootstrap, &args);
 
     wait_handled(200, |h| h.topic == topic).await;
     // Commits fail for a while, then fetches, then the broker goes away and comes back.
@@ -51,8 +37,7 @@ async fn request_errors_and_a_broker_outage_lose_nothing() {
     cluster.broker_down(1).expect("broker down");
     produce_after_outage(&cluster, &bootstrap, &topic).await;
     wait_distinct(&topic, TOTAL).await;
-    shutdown.begin();
-    tokio::time::timeout(WAIT, running).await.expect("the command ends").expect("no panic").expect("clean stop");
+    running.stop().await.expect("clean stop");
 
     ledger(&topic, TOTAL);
 }

@@ -89,12 +89,12 @@ impl App {
             drain_timeout_ms: arguments.drain_timeout_ms,
         };
         let global = GlobalSettings::merge(&file, &EnvLayer::from_process(), &cli)?;
-        let loaded = Self { registered, file, global };
-        for warning in loaded.catalog().1 {
+        let app = Self { registered, file, global };
+        for warning in app.catalog().1 {
             tracing::warn!("{warning}");
         }
-        loaded.configure_producer(loaded.global.brokers.as_ref().map(|b| b.value.join(",")));
-        Ok(loaded)
+        app.configure_producer(app.global.brokers.as_ref().map(|b| b.value.join(",")));
+        Ok(app)
     }
 
     /// Tells the shared producer what the configuration says, for when the app does not

@@ -52,15 +52,16 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     let mut waiting: Vec<Waiting> = Vec::new();
     loop {
         forget_revoked(&mut stream, &mut waiting);
-        let next_due = waiting.iter().enumerate().min_by_key(|(_, w)| w.due).map(|(index, w)| (index, w.due));
-        let next = match next_due {
+        let next = match waiting.iter().map(|w| w.due).min() {
             None => stream.next().await,
-            Some((index, due)) => tokio::select! {
+            Some(due) => tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(due) => {
-                    let retry = waiting.swap_remove(index);
-                    // Taken away while it waited: its new owner reads it again from the commit.
-                    if !forget_revoked(&mut stream, &mut vec![]).iter().any(|p| is_of(&retry.message, p)) {
+                    // A message taken away while it waited is dropped here: its new owner reads
+                    // it again from the commit.
+                    forget_revoked(&mut stream, &mut waiting);
+                    if let Some(index) = waiting.iter().position(|w| w.due <= Instant::now()) {
+                        let retry = waiting.swap_remove(index);
                         worker.attempt(&mut stream, &mut waiting, retry.message, retry.receipt, retry.tries).await?;
                     }
                     continue;
@@ -76,17 +77,12 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     Ok(())
 }
 
-/// Drops the waiting messages of partitions revoked while they waited; returns them.
-fn forget_revoked(stream: &mut TopicStream, waiting: &mut Vec<Waiting>) -> Vec<(String, i32)> {
+/// Drops the waiting messages of partitions revoked while they waited.
+fn forget_revoked(stream: &mut TopicStream, waiting: &mut Vec<Waiting>) {
     let revoked = stream.take_revoked_while_paused();
     if !revoked.is_empty() {
-        waiting.retain(|w| !revoked.iter().any(|p| is_of(&w.message, p)));
+        waiting.retain(|w| !revoked.iter().any(|(t, p)| w.message.partition() == *p && w.message.topic() == t));
     }
-    revoked
-}
-
-fn is_of(message: &Message, (topic, partition): &(String, i32)) -> bool {
-    message.partition() == *partition && message.topic() == topic
 }
 
 struct PolicyLoop<H> {
