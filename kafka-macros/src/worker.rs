@@ -26,6 +26,9 @@ struct WorkerArgs {
     retry_backoff_max_ms: Option<Given<u64>>,
     dead_letter_topic: Option<LitStr>,
     on_decode_error: Option<Given<LitStr>>,
+    /// A batch worker's batches: at most `take` messages, or what arrived within `within_ms`.
+    take: Option<Given<u64>>,
+    within_ms: Option<Given<u64>>,
 }
 
 /// A key whose value is checked: the value when it is valid (an invalid one is reported and
@@ -36,7 +39,8 @@ struct Given<T> {
 }
 
 const KEYS: &str = "`name`, `group`, `topics`, `regex_topic`, `retries`, `retry_backoff_ms`, \
-                    `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error` or `crate`";
+                    `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error`, `take`, \
+                    `within_ms` or `crate`";
 
 /// The type a numeric key has in `FailureAttrs`: its name, used as the literal's suffix, and
 /// its largest value.
@@ -164,6 +168,27 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
                     &mut parsed.retry_backoff_max_ms
                 };
                 if slot.replace(millis).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "take" => {
+                let value: Expr = meta.value()?.parse()?;
+                let take = whole_number(&value, &key, "messages", &U64, &mut errors);
+                if take == Some(0) {
+                    push(
+                        &mut errors,
+                        syn::Error::new_spanned(&value, "`take` must be 1 or more: a batch holds at least one message"),
+                    );
+                }
+                if parsed.take.replace(Given { value: take.filter(|n| *n > 0), span: value.span() }).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "within_ms" => {
+                let value: Expr = meta.value()?.parse()?;
+                let millis =
+                    Given { value: whole_number(&value, &key, "milliseconds", &U64, &mut errors), span: value.span() };
+                if parsed.within_ms.replace(millis).is_some() {
                     push(&mut errors, duplicate());
                 }
             }
@@ -309,6 +334,8 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
     let retry_backoff_max_ms = number(args.retry_backoff_max_ms.as_ref(), &U64);
     let dead_letter_topic = option(args.dead_letter_topic.as_ref());
     let on_decode_error = option(args.on_decode_error.as_ref().and_then(|given| given.value.as_ref()));
+    let take = number(args.take.as_ref(), &U64);
+    let within_ms = number(args.within_ms.as_ref(), &U64);
     // The runtime's hidden module under a local name, so the code below has no token of the
     // path: a path that does not resolve is reported once, on the `use`.
     let import = quote!(use #krate::__private as __kafka_private;);
@@ -334,6 +361,7 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
                 dead_letter_topic: #dead_letter_topic,
                 on_decode_error: #on_decode_error,
             },
+            batch: #private::BatchAttrs { take: #take, within_ms: #within_ms },
             build: __kafka_worker_build,
         });
     };
@@ -456,7 +484,8 @@ mod tests {
         assert!(
             out.contains(
                 "unknown key `krate`; expected `name`, `group`, `topics`, `regex_topic`, `retries`, \
-                 `retry_backoff_ms`, `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error` or `crate`"
+                 `retry_backoff_ms`, `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error`, `take`, \
+                 `within_ms` or `crate`"
             ),
             "{out}"
         );
@@ -472,6 +501,22 @@ mod tests {
         )
         .to_string();
         assert!(out.contains("name : \"my_worker\""), "{out}");
+    }
+
+    #[test]
+    fn batch_keys_are_emitted() {
+        let out = errors_of(quote!(take = 500, within_ms = 2_000));
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("batch : __kafka_private :: BatchAttrs { take : :: core :: option :: Option :: Some (500u64) , within_ms : :: core :: option :: Option :: Some (2000u64) }"), "{out}");
+        let none = errors_of(quote!());
+        assert!(none.contains("take : :: core :: option :: Option :: None"), "{none}");
+    }
+
+    #[test]
+    fn take_must_be_positive() {
+        let out = errors_of(quote!(take = 0, within_ms = -1));
+        assert!(out.contains("`take` must be 1 or more"), "{out}");
+        assert!(out.contains("`within_ms` must be a whole number of milliseconds"), "{out}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod worker;
 pub use app::cli;
 pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
-pub use consume::{Message, TopicStream};
+pub use consume::{Batch, Message, TopicStream};
 pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::Error;
@@ -55,7 +55,9 @@ pub use produce::serialize::Serializer;
 pub use worker::context::WorkerContext;
 pub use worker::error::{DecodeError, WorkerError};
 pub use worker::extract;
-pub use worker::handler::{FromMessage, FromMessageParts, IntoWorker, IntoWorkerResult, MessageHandler, WorkerStyle};
+pub use worker::handler::{
+    BatchHandler, FromBatch, FromMessage, FromMessageParts, IntoWorker, IntoWorkerResult, MessageHandler, WorkerStyle,
+};
 pub use worker::registry::registered as registered_workers;
 pub use worker::state::{running_workers, WorkerStatus};
 
@@ -83,7 +85,9 @@ pub use kafka_macros::kafka_main;
 /// What a worker module needs.
 pub mod prelude {
     pub use crate::extract::{Headers, Json, Key, Text};
-    pub use crate::{kafka_main, kafka_worker, producer, Message, Topic, TopicStream, WorkerContext, WorkerError};
+    pub use crate::{
+        kafka_main, kafka_worker, producer, Batch, Message, Topic, TopicStream, WorkerContext, WorkerError,
+    };
 }
 
 /// What the macros' generated code calls. Not a public API.
@@ -94,7 +98,7 @@ pub mod __private {
     pub use crate::worker::handler::{into_worker, Worker};
     #[cfg(feature = "linkme")]
     pub use crate::worker::registry::WORKERS;
-    pub use crate::worker::registry::{FailureAttrs, WorkerRegistration};
+    pub use crate::worker::registry::{BatchAttrs, FailureAttrs, WorkerRegistration};
     pub use inventory;
     #[cfg(feature = "linkme")]
     pub use linkme;

@@ -111,6 +111,14 @@ pub async fn produce(topic: &str, records: impl IntoIterator<Item = Record>) {
     }
 }
 
+/// Like [`produce`], one record after the other, so that records of one partition land in
+/// the order given.
+pub async fn produce_in_order(topic: &str, records: impl IntoIterator<Item = Record>) {
+    for record in records {
+        produce(topic, [record]).await;
+    }
+}
+
 /// Sends the payloads `id<n>` for every `n` in `ids` to the broker at `bootstrap`, and waits
 /// until each is acknowledged.
 pub async fn produce_ids(bootstrap: &str, topic: &str, ids: std::ops::Range<usize>) {
@@ -188,6 +196,33 @@ pub async fn consume(topic: &str, count: usize) -> Vec<OwnedMessage> {
         messages
     };
     tokio::time::timeout(WAIT, read).await.unwrap_or_else(|_| panic!("timed out reading {count} messages of {topic}"))
+}
+
+/// The offsets `group` committed on `topic`, one per partition (`None` where it committed
+/// none): the next offset each partition reads from.
+pub async fn committed(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let (group, topic) = (group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(&topic, partition);
+        }
+        let offsets = consumer.committed_offsets(list, Duration::from_secs(30)).expect("committed offsets");
+        (0..partitions)
+            .map(|p| match offsets.find_partition(&topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            })
+            .collect()
+    })
+    .await
+    .expect("committed offsets task")
 }
 
 /// Writes a config.json for a test, with settings that make groups join fast.

@@ -156,3 +156,64 @@ pub async fn stream_poison(mut topic: TopicStream, ctx: WorkerContext) -> Result
     }
     Ok(())
 }
+
+/// Batch worker: records a `batch:<size>` marker (partition -1), then every message. A
+/// payload starting with `fail-batch` fails the whole batch; one starting with `poison`
+/// fails, named by its index, while the rest of the batch counts as done.
+#[kafka_worker(name = "it_batch", take = 100, within_ms = 5000)]
+pub async fn batch(batch: Batch, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let topic = batch.first().map(|m| m.topic().to_owned()).unwrap_or_default();
+    record_handled(Handled {
+        worker: ctx.name().to_owned(),
+        group: ctx.group().to_owned(),
+        topic,
+        partition: -1,
+        offset: -1,
+        payload: format!("batch:{}", batch.len()),
+    });
+    let mut poisoned = None;
+    for (index, msg) in batch.iter().enumerate() {
+        let payload = msg.payload_str()?;
+        if payload.starts_with("fail-batch") {
+            return Err("the batch cannot be written".into());
+        }
+        if payload.starts_with("poison") {
+            poisoned.get_or_insert((index, payload.to_owned()));
+            continue;
+        }
+        record(&ctx, msg);
+    }
+    match poisoned {
+        // Every other message is handled: only this one failed.
+        Some((index, payload)) => Err(WorkerError::at(index, format!("{payload} cannot be written"))),
+        None => Ok(()),
+    }
+}
+
+/// Batch worker of decoded JSON documents: records each document's id.
+#[kafka_worker(name = "it_batch_json", take = 50, within_ms = 1000)]
+pub async fn batch_json(docs: Vec<Json<Doc>>, ctx: WorkerContext) {
+    for Json(doc) in docs {
+        record_handled(Handled {
+            worker: ctx.name().to_owned(),
+            group: ctx.group().to_owned(),
+            topic: ctx.topics().join(","),
+            partition: -1,
+            offset: -1,
+            payload: doc.id.to_string(),
+        });
+    }
+}
+
+/// For process tests: a batch worker that waits for the app setting `handler_delay_ms`, then
+/// prints every message of the batch as `handled ...`. It prints `batch <size>` when it starts.
+#[kafka_worker(name = "it_slow_batch", take = 200, within_ms = 200)]
+pub async fn slow_batch(messages: Vec<Message>, ctx: WorkerContext) -> Result<(), WorkerError> {
+    println!("batch {}", messages.len());
+    let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    for msg in &messages {
+        println!("handled {} {} {} {}", msg.topic(), msg.partition(), msg.offset(), msg.payload_str()?);
+    }
+    Ok(())
+}

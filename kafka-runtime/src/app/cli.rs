@@ -57,9 +57,19 @@ pub struct StartConsumer {
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub consumer_worker: String,
 
-    /// How messages reach the worker
-    #[arg(long, value_enum, default_value_t = ConsumerType::Stream)]
-    pub consumer_type: ConsumerType,
+    /// How messages reach the worker: one by one (`stream`: per-message handlers and stream
+    /// workers) or in batches (`batch`: batch workers) [default: the worker's style]
+    #[arg(long, value_enum)]
+    pub consumer_type: Option<ConsumerType>,
+
+    /// A batch worker's most messages per batch; overrides the worker's `take` [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub take: Option<u64>,
+
+    /// How long a batch worker's batch waits for more messages after its first one, in ms;
+    /// overrides the worker's `within_ms` [default: 60000]
+    #[arg(long, visible_alias = "within-ms", value_name = "MS")]
+    pub within: Option<u64>,
 
     /// Topics to consume, replacing the worker's (the prefix and kafka.consumer.topics are still added)
     #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "TOPIC", conflicts_with = "regex_topic")]
@@ -103,9 +113,9 @@ pub struct FailureArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConsumerType {
-    /// Messages one by one, to either worker style
+    /// Messages one by one, to a per-message handler or a stream worker
     Stream,
-    /// Messages in batches (not supported yet)
+    /// Messages in batches, to a batch worker
     Batch,
 }
 

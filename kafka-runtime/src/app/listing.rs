@@ -90,10 +90,16 @@ impl App {
                     let _ = writeln!(out, "  consumer     cannot start: {err}");
                 }
             }
+            let millis = |d: &std::time::Duration| format!("{} ms", d.as_millis());
+            if let Some(batch) = &config.batch {
+                let _ = writeln!(out, "  batches");
+                let _ = writeln!(out, "    {:<32} {:<20} ({})", "take", batch.take.value, batch.take.source);
+                let within = &batch.within;
+                let _ = writeln!(out, "    {:<32} {:<20} ({})", "within_ms", millis(&within.value), within.source);
+            }
             let failure = &config.failure;
             let _ = writeln!(out, "  on failure");
             let _ = writeln!(out, "    {:<32} {:<20} ({})", "retries", failure.retries.value, failure.retries.source);
-            let millis = |d: &std::time::Duration| format!("{} ms", d.as_millis());
             let backoff = &failure.retry_backoff;
             let _ = writeln!(out, "    {:<32} {:<20} ({})", "retry_backoff_ms", millis(&backoff.value), backoff.source);
             let max = &failure.retry_backoff_max;

@@ -17,15 +17,15 @@ use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
 use crate::config::{
-    catalog, effective_settings, merge_worker_config, CatalogEntry, CliLayer, ConfigFile, EnvLayer, FailureKeys,
-    GlobalSettings, WorkerConfig, WorkerOverrides,
+    catalog, effective_settings, merge_worker_config, BatchKeys, CatalogEntry, CliLayer, ConfigFile, EnvLayer,
+    FailureKeys, GlobalSettings, WorkerConfig, WorkerOverrides,
 };
 use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
 use crate::error::Error;
 use crate::produce::producer::producer;
 use crate::worker::context::WorkerContext;
-use crate::worker::handler::Worker;
+use crate::worker::handler::{Worker, WorkerStyle};
 use crate::worker::registry::{self, WorkerRegistration};
 
 /// Parses `args` (the first one is the program name) and runs the command until it ends or
@@ -51,7 +51,34 @@ fn overrides(start: &StartConsumer) -> WorkerOverrides {
         regex_topic: start.regex_topic.clone(),
         group: start.consumer_group.clone(),
         failure: failure_keys(&start.failure),
+        batch: BatchKeys {
+            take: start.take.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            within_ms: start.within.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        },
     }
+}
+
+/// `--consumer-type` must fit the worker's style, as the original's `--consumer-type batch`
+/// needed a batch consumer.
+fn check_consumer_type(start: &StartConsumer, worker: &WorkerToStart) -> Result<(), Error> {
+    let style = worker.config.style;
+    let fits = match start.consumer_type {
+        None => true,
+        Some(ConsumerType::Batch) => style == WorkerStyle::Batch,
+        Some(ConsumerType::Stream) => style != WorkerStyle::Batch,
+    };
+    if fits {
+        return Ok(());
+    }
+    let name = &worker.config.name;
+    Err(Error::Config(match style {
+        WorkerStyle::Batch => format!(
+            "--consumer-type stream: worker `{name}` is a batch worker (its handler takes a batch); leave              --consumer-type out or pass --consumer-type batch"
+        ),
+        _ => format!(
+            "--consumer-type batch: worker `{name}` is a {style} worker; a batch worker's handler takes `Batch`,              `Vec<Message>` or `Vec<Json<T>>`; leave --consumer-type out to run it as it is"
+        ),
+    }))
 }
 
 fn failure_keys(args: &FailureArgs) -> FailureKeys {
@@ -120,14 +147,8 @@ impl App {
                 Ok(())
             }
             Command::StartConsumer(start) => {
-                if start.consumer_type == ConsumerType::Batch {
-                    return Err(Error::Unsupported(
-                        "--consumer-type batch is not supported yet; use --consumer-type stream (the default), \
-                     which runs per-message handlers and stream workers alike"
-                            .into(),
-                    ));
-                }
                 let worker = self.resolve(&start.consumer_worker, &overrides(start))?;
+                check_consumer_type(start, &worker)?;
                 self.start(vec![worker], arguments, shutdown, true).await
             }
             Command::StartConsumers(start) => {

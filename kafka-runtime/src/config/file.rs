@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::batch::BatchKeys;
 use super::policy::FailureKeys;
 use crate::error::Error;
 
@@ -44,8 +45,9 @@ pub struct KafkaSection {
     pub producer: Settings,
 }
 
-/// Declares a config.json section that also takes the failure-policy keys (`kafka.consumer`
-/// for every worker, and each worker's entry), and the method that reads them.
+/// Declares a config.json section that also takes the failure-policy and batch keys
+/// (`kafka.consumer` for every worker, and each worker's entry), and the methods that read
+/// them.
 macro_rules! section_with_failure_keys {
     ($(#[$attr:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$attr])*
@@ -61,6 +63,10 @@ macro_rules! section_with_failure_keys {
             pub dead_letter_topic: Option<String>,
             /// `dead_letter` or `stop`.
             pub on_decode_error: Option<String>,
+            /// A batch worker's most messages per batch.
+            pub take: Option<i64>,
+            /// How long a batch worker's batch waits for more after its first message, in ms.
+            pub within_ms: Option<i64>,
         }
 
         impl $name {
@@ -72,6 +78,10 @@ macro_rules! section_with_failure_keys {
                     dead_letter_topic: self.dead_letter_topic.clone(),
                     on_decode_error: self.on_decode_error.clone(),
                 }
+            }
+
+            pub(crate) fn batch_keys(&self) -> BatchKeys {
+                BatchKeys { take: self.take, within_ms: self.within_ms }
             }
         }
     };

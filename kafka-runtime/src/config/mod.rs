@@ -2,12 +2,14 @@
 //! every value (`layers`), each worker's merged configuration (`plan`), and the librdkafka
 //! settings of every client the runtime creates (`client`).
 
+mod batch;
 pub(crate) mod client;
 mod file;
 mod layers;
 mod plan;
-mod policy;
+pub(crate) mod policy;
 
+pub use batch::{BatchKeys, BatchSettings};
 pub use client::{is_secret, RESERVED_SETTINGS};
 pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
 pub use layers::{CliLayer, EnvLayer, GlobalSettings, Source, Sourced};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::batch::{BatchKeys, BatchSettings};
 use super::client::ClientSettings;
 use super::file::{ConfigFile, WorkerEntry};
 use super::layers::{pick, GlobalSettings, Source, Sourced};
@@ -22,6 +23,8 @@ pub struct WorkerOverrides {
     pub group: Option<String>,
     /// The failure policy given on the command line.
     pub failure: FailureKeys,
+    /// `--take` and `--within` (batch workers only).
+    pub batch: BatchKeys,
 }
 
 /// A worker's subscription before the prefix is added.
@@ -49,6 +52,8 @@ pub struct WorkerConfig {
     pub client_settings: BTreeMap<String, Sourced<String>>,
     /// What happens when its handler fails.
     pub failure: FailurePolicy,
+    /// How its batches are cut; `None` unless it is a batch worker.
+    pub batch: Option<BatchSettings>,
 }
 
 /// One consumer of a worker: `{topic}` groups give one per topic.
@@ -225,6 +230,16 @@ pub fn merge_worker_config(
     failure_layers.push(Layer { keys: overrides.failure.clone(), source: Source::Cli, at: "the command line" });
     let failure = FailurePolicy::merge(worker.name, &failure_layers)?;
 
+    let mut batch_layers = vec![
+        (Layer { keys: BatchKeys::from(&registration.batch), source: Source::Macro, at: "#[kafka_worker]" }, false),
+        (Layer { keys: file.kafka.consumer.batch_keys(), source: Source::File, at: &defaults_at }, true),
+    ];
+    if let Some(entry) = entry {
+        batch_layers.push((Layer { keys: entry.batch_keys(), source: Source::File, at: &entry_at }, false));
+    }
+    batch_layers.push((Layer { keys: overrides.batch.clone(), source: Source::Cli, at: "the command line" }, false));
+    let batch = BatchSettings::merge(worker.name, style, &batch_layers)?;
+
     Ok(WorkerConfig {
         name: worker.name.to_owned(),
         rust_path: registration.rust_path,
@@ -235,6 +250,7 @@ pub fn merge_worker_config(
         topic_prefix: global.topic_prefix.clone(),
         client_settings,
         failure,
+        batch,
     })
 }
 

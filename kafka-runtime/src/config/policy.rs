@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::layers::{pick, Source, Sourced};
 use crate::error::Error;
+use crate::worker::error::WorkerError;
 use crate::worker::registry::FailureAttrs;
 
 /// A worker's failure policy, each value with the layer it came from.
@@ -48,6 +49,17 @@ impl fmt::Display for OnDecodeError {
     }
 }
 
+/// What the policy says follows a failed try.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Try again after this wait.
+    Retry(Duration),
+    /// Send the message to this dead-letter topic (without the prefix).
+    DeadLetter(String),
+    /// Stop the worker, the message uncommitted.
+    Stop,
+}
+
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(30_000);
 
@@ -74,8 +86,8 @@ impl From<&FailureAttrs> for FailureKeys {
 }
 
 /// One layer's keys and where they sit, for error messages.
-pub(crate) struct Layer<'a> {
-    pub(crate) keys: FailureKeys,
+pub(crate) struct Layer<'a, K = FailureKeys> {
+    pub(crate) keys: K,
     pub(crate) source: Source,
     /// Where, for messages: "config.json: kafka.consumer", "the command line", ...
     pub(crate) at: &'a str,
@@ -161,6 +173,20 @@ impl FailurePolicy {
         Some(template.replace("{topic}", topic.strip_prefix(prefix).unwrap_or(topic)))
     }
 
+    /// What follows a failed try. `tries` counts the tries made, this one included; `topic`
+    /// is the message's (prefixed) topic.
+    pub(crate) fn after_failure(&self, failure: &WorkerError, tries: u32, topic: &str, prefix: &str) -> NextStep {
+        if !failure.is_permanent() && tries <= self.retries.value {
+            return NextStep::Retry(self.backoff(tries));
+        }
+        match self.dead_letter_for(topic, prefix) {
+            Some(topic) if !failure.is_permanent() || self.on_decode_error.value == OnDecodeError::DeadLetter => {
+                NextStep::DeadLetter(topic)
+            }
+            _ => NextStep::Stop,
+        }
+    }
+
     /// The wait before try number `retry` (1 for the first retry): the backoff doubled for
     /// each earlier retry, capped, less up to a fifth at random so that many waiting
     /// consumers do not all come back at once.
@@ -206,6 +232,26 @@ mod tests {
         assert_eq!(policy.retry_backoff, Sourced::new(Duration::from_millis(50), Source::Macro));
         assert_eq!(policy.on_decode_error, Sourced::new(OnDecodeError::DeadLetter, Source::Default));
         assert_eq!(policy.dead_letter_for("p-orders", "p-").as_deref(), Some("dlq-orders"));
+    }
+
+    #[test]
+    fn after_a_failure_retries_then_dead_letters_and_never_retries_a_permanent_one() {
+        let keys = FailureKeys { retries: Some(2), dead_letter_topic: Some("dlq".into()), ..Default::default() };
+        let policy = FailurePolicy::merge("es", &[layer(keys, Source::File)]).unwrap();
+        let transient = WorkerError::msg("timeout");
+        assert!(matches!(policy.after_failure(&transient, 1, "t", ""), NextStep::Retry(_)));
+        assert!(matches!(policy.after_failure(&transient, 2, "t", ""), NextStep::Retry(_)));
+        assert_eq!(policy.after_failure(&transient, 3, "t", ""), NextStep::DeadLetter("dlq".into()));
+        let permanent = WorkerError::permanent("bad");
+        assert_eq!(policy.after_failure(&permanent, 1, "t", ""), NextStep::DeadLetter("dlq".into()));
+        let stop = FailureKeys {
+            on_decode_error: Some("stop".into()),
+            dead_letter_topic: Some("dlq".into()),
+            ..Default::default()
+        };
+        let policy = FailurePolicy::merge("es", &[layer(stop, Source::File)]).unwrap();
+        assert_eq!(policy.after_failure(&permanent, 1, "t", ""), NextStep::Stop);
+        assert_eq!(policy.after_failure(&transient, 1, "t", ""), NextStep::DeadLetter("dlq".into()));
     }
 
     #[test]

@@ -57,9 +57,12 @@ pub(crate) struct Fetcher {
     paused: Vec<(String, i32)>,
     /// Buffered messages of paused partitions, in order.
     parked: Vec<NativeMessage>,
-    /// Paused partitions revoked since the worker last asked: their waiting messages are
-    /// read again from the last commit by whoever owns them now.
-    revoked_while_paused: Vec<(String, i32)>,
+    /// Partitions revoked since the worker last asked, whose messages it may still hold:
+    /// the paused ones (a message waiting for its next try), and with `report_every_revoke`
+    /// all of them (a batch being cut). Whoever owns them now reads those messages again
+    /// from the last commit.
+    revoked_held: Vec<(String, i32)>,
+    report_every_revoke: bool,
     /// Set once the consumer cannot go on (seen after serving the shared queue, the only
     /// place it can happen).
     stopped: bool,
@@ -109,7 +112,8 @@ impl Fetcher {
             serving: None,
             paused: Vec::new(),
             parked: Vec::new(),
-            revoked_while_paused: Vec::new(),
+            revoked_held: Vec::new(),
+            report_every_revoke: false,
             stopped: false,
             consumer,
             state,
@@ -339,7 +343,11 @@ impl Fetcher {
         let (revoked_paused, still_paused) =
             std::mem::take(&mut self.paused).into_iter().partition(|p| revoked.contains(p));
         self.paused = still_paused;
-        self.revoked_while_paused.extend::<Vec<_>>(revoked_paused);
+        if self.report_every_revoke {
+            self.revoked_held.extend(revoked);
+        } else {
+            self.revoked_held.extend::<Vec<_>>(revoked_paused);
+        }
     }
 
     /// Hands out no more messages of this partition, and stops fetching it, until
@@ -370,9 +378,16 @@ impl Fetcher {
         }
     }
 
-    /// Paused partitions revoked since the last call.
-    pub(crate) fn take_revoked_while_paused(&mut self) -> Vec<(String, i32)> {
-        std::mem::take(&mut self.revoked_while_paused)
+    /// Partitions revoked since the last call whose messages the worker may hold: the paused
+    /// ones, or all after [`report_every_revoke`](Self::report_every_revoke).
+    pub(crate) fn take_revoked_held(&mut self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.revoked_held)
+    }
+
+    /// From now on, [`take_revoked_held`](Self::take_revoked_held) reports every revoked
+    /// partition: the worker holds messages it has not finished across `poll_next` calls.
+    pub(crate) fn report_every_revoke(&mut self) {
+        self.report_every_revoke = true;
     }
 
     fn pause_in_librdkafka(&self, topic: &str, partition: i32, pause: bool) {

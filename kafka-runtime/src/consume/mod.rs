@@ -1,8 +1,10 @@
 //! Consuming, in the order a message travels: the client and its subscription (`client`),
 //! the group's rebalances (`rebalance`), one queue per assigned partition (`partitions`),
 //! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
-//! (`offsets`), and [`TopicStream`], the public API over them.
+//! (`offsets`), and [`TopicStream`], the public API over them; a batch worker gets them
+//! grouped in a [`Batch`] (`batch`).
 
+pub(crate) mod batch;
 pub(crate) mod client;
 pub(crate) mod fetch;
 pub(crate) mod message;
@@ -11,5 +13,6 @@ pub(crate) mod partitions;
 pub(crate) mod rebalance;
 pub(crate) mod stream;
 
+pub use batch::Batch;
 pub use message::Message;
 pub use stream::TopicStream;

@@ -20,6 +20,13 @@ pub(crate) struct Receipt {
     pub(crate) offset: i64,
 }
 
+impl Receipt {
+    /// True when both messages are of one partition of one topic.
+    pub(crate) fn same_partition(&self, other: &Receipt) -> bool {
+        self.topic == other.topic && self.partition == other.partition
+    }
+}
+
 /// Where the worker stands, for error messages.
 pub(crate) struct Position {
     pub(crate) topic: String,

@@ -83,9 +83,20 @@ impl TopicStream {
         self.fetcher.resume(&topic, receipt.partition);
     }
 
-    /// Paused partitions taken away since the last call, as `(topic, partition)`.
-    pub(crate) fn take_revoked_while_paused(&mut self) -> Vec<(String, i32)> {
-        self.fetcher.take_revoked_while_paused()
+    /// Partitions taken away since the last call whose messages the worker may hold, as
+    /// `(topic, partition)`: the paused ones, or all after
+    /// [`report_every_revoke`](Self::report_every_revoke).
+    pub(crate) fn take_revoked_held(&mut self) -> Vec<(String, i32)> {
+        self.fetcher.take_revoked_held()
+    }
+
+    pub(crate) fn report_every_revoke(&mut self) {
+        self.fetcher.report_every_revoke();
+    }
+
+    /// The topic of a handed-out message.
+    pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
+        self.offsets.topic(receipt)
     }
 
     pub(crate) fn position(&self, receipt: &Receipt) -> Position {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
-use crate::config::{FailurePolicy, OnDecodeError};
+use crate::config::policy::NextStep;
+use crate::config::FailurePolicy;
 use crate::consume::offsets::Receipt;
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
@@ -79,7 +80,7 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
 
 /// Drops the waiting messages of partitions revoked while they waited.
 fn forget_revoked(stream: &mut TopicStream, waiting: &mut Vec<Waiting>) {
-    let revoked = stream.take_revoked_while_paused();
+    let revoked = stream.take_revoked_held();
     if !revoked.is_empty() {
         waiting.retain(|w| !revoked.iter().any(|(t, p)| w.message.partition() == *p && w.message.topic() == t));
     }
@@ -116,28 +117,23 @@ impl<H> PolicyLoop<H> {
             Err(panic) => WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))),
         };
         let at = stream.position(&receipt);
-        let retries = self.policy.retries.value;
-        if !failure.is_permanent() && tries <= retries {
-            if tries_before == 0 {
-                stream.pause(&receipt);
+        let prefix = &self.ctx.worker().topic_prefix.value;
+        let dead_letter = match self.policy.after_failure(&failure, tries, kept.topic(), prefix) {
+            NextStep::Retry(wait) => {
+                if tries_before == 0 {
+                    stream.pause(&receipt);
+                }
+                tracing::warn!(
+                    worker = self.ctx.name(),
+                    "handler failed at {at} (try {tries} of {}): {failure}; trying again in {} ms",
+                    self.policy.retries.value + 1,
+                    wait.as_millis()
+                );
+                waiting.push(Waiting { message: kept, receipt, tries, due: Instant::now() + wait });
+                return Ok(());
             }
-            let wait = self.policy.backoff(tries);
-            tracing::warn!(
-                worker = self.ctx.name(),
-                "handler failed at {at} (try {tries} of {}): {failure}; trying again in {} ms",
-                retries + 1,
-                wait.as_millis()
-            );
-            waiting.push(Waiting { message: kept, receipt, tries, due: Instant::now() + wait });
-            return Ok(());
-        }
-        let dead_letter = match self.policy.dead_letter_for(kept.topic(), &self.ctx.worker().topic_prefix.value) {
-            Some(topic)
-                if !failure.is_permanent() || self.policy.on_decode_error.value == OnDecodeError::DeadLetter =>
-            {
-                topic
-            }
-            _ => {
+            NextStep::DeadLetter(topic) => topic,
+            NextStep::Stop => {
                 return Err(WorkerError::msg(format_args!(
                     "handler failed at {at}: {failure}; the message was not committed and will be delivered again"
                 )))
@@ -171,7 +167,7 @@ impl<H> PolicyLoop<H> {
 
 /// Sends a copy of the message (key, value, headers) to `topic` with headers that say where
 /// it came from and why, and waits for the broker's acknowledgement.
-async fn send_dead_letter(
+pub(super) async fn send_dead_letter(
     message: &Message,
     topic: &str,
     worker: &str,

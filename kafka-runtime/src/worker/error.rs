@@ -13,17 +13,32 @@ use std::fmt;
 pub struct WorkerError {
     inner: Box<dyn StdError + Send + Sync + 'static>,
     permanent: bool,
+    /// For a batch worker: the index in the batch of the one message that failed.
+    index: Option<usize>,
 }
 
 impl WorkerError {
     /// An error with just a message.
     pub fn msg(message: impl fmt::Display) -> Self {
-        Self { inner: message.to_string().into(), permanent: false }
+        Self { inner: message.to_string().into(), permanent: false, index: None }
     }
 
     /// An error for a message that can never succeed, however often it is tried.
     pub fn permanent(err: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
-        Self { inner: err.into(), permanent: true }
+        Self { inner: err.into(), permanent: true, index: None }
+    }
+
+    /// A batch worker's failure of one message, the `index`-th of its batch: the other
+    /// messages of the batch count as done, and only this one follows the failure policy
+    /// (tried again alone, then sent to the dead-letter topic or stopping the worker).
+    /// Without it, a batch worker's error fails the whole batch.
+    pub fn at(index: usize, err: impl Into<WorkerError>) -> Self {
+        Self { index: Some(index), ..err.into() }
+    }
+
+    /// The index given with [`WorkerError::at`].
+    pub fn index(&self) -> Option<usize> {
+        self.index
     }
 
     /// True when trying the message again cannot help: a payload that cannot be decoded, or
@@ -43,7 +58,7 @@ where
     E: Into<Box<dyn StdError + Send + Sync + 'static>>,
 {
     fn from(err: E) -> Self {
-        Self { inner: err.into(), permanent: false }
+        Self { inner: err.into(), permanent: false, index: None }
     }
 }
 
@@ -98,5 +113,12 @@ mod tests {
         assert!(!WorkerError::from("database down").is_permanent());
         assert!(!WorkerError::msg("timeout").is_permanent());
         assert!(WorkerError::permanent("unknown schema version").is_permanent());
+    }
+
+    #[test]
+    fn an_index_keeps_the_error_and_whether_it_is_permanent() {
+        let err = WorkerError::at(3, WorkerError::permanent("bad"));
+        assert_eq!((err.index(), err.is_permanent(), err.to_string().as_str()), (Some(3), true, "bad"));
+        assert_eq!(WorkerError::from("x").index(), None);
     }
 }

@@ -4,8 +4,10 @@
 //!   number of extractors: `async fn(Message, WorkerContext)`, `async fn(Json<Order>)`.
 //! - A *stream worker* takes the [`TopicStream`] and loops itself:
 //!   `async fn(TopicStream, WorkerContext)`.
+//! - A *batch worker* takes many messages at once: `async fn(Batch)`,
+//!   `async fn(Vec<Message>, WorkerContext)`, `async fn(Vec<Json<Order>>)`.
 //!
-//! Both return `()` or `Result<(), E>` for any error `E`.
+//! All return `()` or `Result<(), E>` for any error `E`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,8 +15,8 @@ use std::sync::Arc;
 
 use super::context::WorkerContext;
 use super::error::WorkerError;
-use crate::consume::{Message, TopicStream};
-use crate::dispatch::per_message;
+use crate::consume::{Batch, Message, TopicStream};
+use crate::dispatch::{batch, per_message};
 
 /// Builds a value from the message, by reference. Implemented by [`WorkerContext`] and by
 /// the extractors in [`crate::extract`]; usable in any argument position but the first
@@ -95,6 +97,76 @@ impl_message_handler!(T2, T3, T4);
 impl_message_handler!(T2, T3, T4, T5);
 impl_message_handler!(T2, T3, T4, T5, T6);
 
+/// Builds a batch worker's first argument from its batch. Implemented by [`Batch`],
+/// `Vec<Message>`, and `Vec<T>` for every [`FromMessageParts`] type (`Vec<Json<T>>`,
+/// `Vec<Text>`, ...).
+pub trait FromBatch: Sized {
+    /// On a message that cannot be converted, hands the batch back with the message's index
+    /// and the error.
+    fn from_batch(batch: Batch, ctx: &WorkerContext) -> Result<Self, (Batch, usize, WorkerError)>;
+}
+
+impl FromBatch for Batch {
+    fn from_batch(batch: Batch, _ctx: &WorkerContext) -> Result<Self, (Batch, usize, WorkerError)> {
+        Ok(batch)
+    }
+}
+
+impl FromBatch for Vec<Message> {
+    fn from_batch(batch: Batch, _ctx: &WorkerContext) -> Result<Self, (Batch, usize, WorkerError)> {
+        Ok(batch.into_messages())
+    }
+}
+
+impl<T: FromMessageParts> FromBatch for Vec<T> {
+    fn from_batch(batch: Batch, ctx: &WorkerContext) -> Result<Self, (Batch, usize, WorkerError)> {
+        let mut all = Vec::with_capacity(batch.len());
+        for (index, message) in batch.iter().enumerate() {
+            match T::from_message_parts(message, ctx) {
+                Ok(value) => all.push(value),
+                Err(err) => return Err((batch, index, err)),
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// A batch handler: its first argument is built from the batch ([`FromBatch`]); a
+/// [`WorkerContext`] may follow.
+pub trait BatchHandler<Args>: Send + Sync + 'static {
+    /// What the handler takes the batch as.
+    type Input: FromBatch + Send;
+    fn call(&self, input: Self::Input, ctx: &WorkerContext) -> impl Future<Output = Result<(), WorkerError>> + Send;
+}
+
+impl<F, Fut, R, B> BatchHandler<(B,)> for F
+where
+    F: Fn(B) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send,
+    R: IntoWorkerResult,
+    B: FromBatch + Send,
+{
+    type Input = B;
+    fn call(&self, input: B, _ctx: &WorkerContext) -> impl Future<Output = Result<(), WorkerError>> + Send {
+        let running = self(input);
+        async move { running.await.into_worker_result() }
+    }
+}
+
+impl<F, Fut, R, B> BatchHandler<(B, WorkerContext)> for F
+where
+    F: Fn(B, WorkerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send,
+    R: IntoWorkerResult,
+    B: FromBatch + Send,
+{
+    type Input = B;
+    fn call(&self, input: B, ctx: &WorkerContext) -> impl Future<Output = Result<(), WorkerError>> + Send {
+        let running = self(input, ctx.clone());
+        async move { running.await.into_worker_result() }
+    }
+}
+
 /// A future a worker runs to completion; one per consumer, never one per message.
 pub(crate) type WorkerFuture = Pin<Box<dyn Future<Output = Result<(), WorkerError>> + Send>>;
 
@@ -106,6 +178,8 @@ pub enum WorkerStyle {
     PerMessage,
     /// Given the [`TopicStream`]; loops itself.
     Stream,
+    /// Called with many messages at once; the runtime cuts the batches and stores offsets.
+    Batch,
 }
 
 impl std::fmt::Display for WorkerStyle {
@@ -113,6 +187,7 @@ impl std::fmt::Display for WorkerStyle {
         f.write_str(match self {
             WorkerStyle::PerMessage => "per-message",
             WorkerStyle::Stream => "stream",
+            WorkerStyle::Batch => "batch",
         })
     }
 }
@@ -127,6 +202,8 @@ pub struct Worker {
 pub struct PerMessageStyle<Args>(std::marker::PhantomData<Args>);
 /// Marker for stream workers in [`IntoWorker`].
 pub struct StreamStyle<Args>(std::marker::PhantomData<Args>);
+/// Marker for batch workers in [`IntoWorker`].
+pub struct BatchStyle<Args>(std::marker::PhantomData<Args>);
 
 /// Turns a function into a [`Worker`]; implemented for every accepted signature.
 #[diagnostic::on_unimplemented(
@@ -134,6 +211,7 @@ pub struct StreamStyle<Args>(std::marker::PhantomData<Args>);
     label = "this function's signature fits no worker style",
     note = "a per-message handler: `async fn(Message | Json<T> | Text | ..., [WorkerContext | Key | Headers | ...]) -> Result<(), E>`",
     note = "a stream worker: `async fn(TopicStream, WorkerContext) -> Result<(), E>` or `async fn(TopicStream) -> Result<(), E>`",
+    note = "a batch worker: `async fn(Batch | Vec<Message> | Vec<Json<T>> | ..., [WorkerContext]) -> Result<(), E>`",
     note = "the return type may also be `()`; `E` is any error type, `String` or `&str`"
 )]
 pub trait IntoWorker<Style> {
@@ -150,6 +228,20 @@ where
         Worker {
             style: WorkerStyle::PerMessage,
             run: Box::new(move |stream, ctx| Box::pin(per_message::run(Arc::clone(&handler), stream, ctx))),
+        }
+    }
+}
+
+impl<H, Args> IntoWorker<BatchStyle<Args>> for H
+where
+    H: BatchHandler<Args>,
+    Args: Send + 'static,
+{
+    fn into_worker(self) -> Worker {
+        let handler = Arc::new(self);
+        Worker {
+            style: WorkerStyle::Batch,
+            run: Box::new(move |stream, ctx| Box::pin(batch::run(Arc::clone(&handler), stream, ctx))),
         }
     }
 }

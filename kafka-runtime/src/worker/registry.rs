@@ -17,6 +17,8 @@ pub struct WorkerRegistration {
     pub regex_topic: Option<&'static str>,
     /// The failure policy the attribute gave; `None` where it gave nothing.
     pub failure: FailureAttrs,
+    /// A batch worker's `take` and `within_ms`, where the attribute gave them.
+    pub batch: BatchAttrs,
     pub build: fn() -> Worker,
 }
 
@@ -29,6 +31,14 @@ pub struct FailureAttrs {
     pub retry_backoff_max_ms: Option<u64>,
     pub dead_letter_topic: Option<&'static str>,
     pub on_decode_error: Option<&'static str>,
+}
+
+/// The batch keys of `#[kafka_worker]`, as written.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchAttrs {
+    pub take: Option<u64>,
+    pub within_ms: Option<u64>,
 }
 
 #[cfg(not(feature = "linkme"))]

@@ -1,0 +1,204 @@
+//! Batch workers: batches cut by `take` and `within`, offsets committed once a batch is done,
+//! and failures as a unit, of one named message, and of a message that cannot be decoded.
+
+use std::time::Duration;
+
+use kafka_integration_tests::*;
+use rdkafka::message::{Headers as _, Message as _};
+
+fn config(worker: &str, topic: &str, group: &str, keys: serde_json::Value) -> String {
+    let mut entry = serde_json::json!({"name": worker, "group": group, "topics": [topic]});
+    for (key, value) in keys.as_object().unwrap() {
+        entry[key] = value.clone();
+    }
+    write_config(serde_json::json!({"kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [entry]}
+    }}))
+    .display()
+    .to_string()
+}
+
+fn header<'a>(message: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| std::str::from_utf8(v).unwrap())
+}
+
+/// The sizes of the batches `it_batch` got on `topic`, in order.
+fn batch_sizes(topic: &str) -> Vec<usize> {
+    handled(|h| h.topic == topic && h.partition == -1)
+        .iter()
+        .map(|h| h.payload.strip_prefix("batch:").unwrap().parse().unwrap())
+        .collect()
+}
+
+fn handled_payloads(topic: &str) -> Vec<String> {
+    let mut payloads: Vec<String> =
+        handled(|h| h.topic == topic && h.partition >= 0).into_iter().map(|h| h.payload).collect();
+    payloads.sort();
+    payloads
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_hold_at_most_take_messages_and_are_committed_once_done() {
+    let (topic, group) = (unique("batch-take"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    produce(&topic, (0..250).map(|n| Record::new(format!("m{n:03}")))).await;
+    let config = config("it_batch", &topic, &group, serde_json::json!({}));
+    // take = 100 from the attribute; a short wait from the command line.
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--within", "500"];
+
+    let running = InProcess::start(&args);
+    wait_handled(250, |h| h.topic == topic && h.partition >= 0).await;
+    running.stop().await.expect("clean stop");
+
+    let sizes = batch_sizes(&topic);
+    assert_eq!(sizes.iter().sum::<usize>(), 250, "every message in exactly one batch: {sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 100), "a batch above take: {sizes:?}");
+    assert!(sizes.contains(&100), "a backlog fills batches up to take: {sizes:?}");
+    assert!(sizes.iter().any(|&n| n < 100), "the rest is handed over after `within`: {sizes:?}");
+    let expected: Vec<String> = (0..250).map(|n| format!("m{n:03}")).collect();
+    assert_eq!(handled_payloads(&topic), expected, "each message handled once");
+    let offsets = committed(&group, &topic, 2).await;
+    assert_eq!(offsets.iter().map(|o| o.expect("committed")).sum::<i64>(), 250, "{offsets:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_batch_is_retried_as_a_unit_then_dead_lettered_message_by_message() {
+    let (topic, group) = (unique("batch-unit"), unique("group"));
+    let dead_letters = format!("{topic}-dlq");
+    create_topics(&[&topic], 1).await;
+    create_topics(&[&dead_letters], 1).await;
+    produce_in_order(&topic, ["a1", "fail-batch", "a2"].map(Record::new)).await;
+    let keys = serde_json::json!({"retries": 1, "retry_backoff_ms": 300, "dead_letter_topic": "{topic}-dlq"});
+    let config = config("it_batch", &topic, &group, keys);
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--take", "3"];
+
+    let running = InProcess::start(&args);
+    let dead = consume(&dead_letters, 3).await;
+    // The worker goes on after the dead letters.
+    produce(&topic, [Record::new("after")]).await;
+    wait_handled(1, |h| h.topic == topic && h.payload == "after").await;
+    running.stop().await.expect("clean stop");
+
+    let tries = handled_at(|h| h.topic == topic && h.payload == "batch:3");
+    assert_eq!(tries.len(), 2, "one try and one retry of the whole batch");
+    let waited = tries[1].1 - tries[0].1;
+    assert!(waited >= Duration::from_millis(240), "the retry waits the backoff less at most a fifth: {waited:?}");
+    let payloads: Vec<&str> = dead.iter().map(|m| std::str::from_utf8(m.payload().unwrap()).unwrap()).collect();
+    assert_eq!(payloads, ["a1", "fail-batch", "a2"], "the whole batch, in order");
+    for message in &dead {
+        assert_eq!(header(message, "dlq.attempts"), Some("2"));
+        assert_eq!(header(message, "dlq.worker"), Some("it_batch"));
+        assert_eq!(header(message, "dlq.error"), Some("the batch cannot be written"));
+        assert_eq!(header(message, "dlq.original.topic"), Some(topic.as_str()));
+    }
+    assert_eq!(committed(&group, &topic, 1).await, [Some(4)], "the dead-lettered batch and `after`");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_failure_retries_and_dead_letters_only_that_message() {
+    let (topic, group) = (unique("batch-named"), unique("group"));
+    let dead_letters = format!("{topic}-dlq");
+    create_topics(&[&topic], 1).await;
+    create_topics(&[&dead_letters], 1).await;
+    produce_in_order(&topic, ["b1", "poison-1", "b2"].map(Record::new)).await;
+    let keys = serde_json::json!({"retries": 1, "retry_backoff_ms": 50, "dead_letter_topic": "{topic}-dlq"});
+    let config = config("it_batch", &topic, &group, keys);
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--take", "3"];
+
+    let running = InProcess::start(&args);
+    let dead = consume(&dead_letters, 1).await;
+    produce(&topic, [Record::new("after")]).await;
+    wait_handled(1, |h| h.topic == topic && h.payload == "after").await;
+    running.stop().await.expect("clean stop");
+
+    assert_eq!(handled_payloads(&topic), ["after", "b1", "b2"], "the others once each");
+    let sizes = batch_sizes(&topic);
+    assert_eq!(&sizes[..2], [3, 1], "the batch, then the failed message alone: {sizes:?}");
+    assert_eq!(dead[0].payload(), Some(&b"poison-1"[..]));
+    assert_eq!(header(&dead[0], "dlq.attempts"), Some("2"));
+    assert_eq!(header(&dead[0], "dlq.original.offset"), Some("1"));
+    assert_eq!(header(&dead[0], "dlq.error"), Some("poison-1 cannot be written"));
+    assert_eq!(consume(&dead_letters, 1).await.len(), 1);
+    assert_eq!(committed(&group, &topic, 1).await, [Some(4)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_message_is_dead_lettered_and_the_rest_of_its_batch_handled() {
+    let (topic, group) = (unique("batch-json"), unique("group"));
+    let dead_letters = format!("{topic}-dlq");
+    create_topics(&[&topic], 1).await;
+    create_topics(&[&dead_letters], 1).await;
+    produce(&topic, documents(1, 5)).await;
+    produce(&topic, [Record::new("not json")]).await;
+    produce(&topic, documents(6, 5)).await;
+    let config = config("it_batch_json", &topic, &group, serde_json::json!({"dead_letter_topic": "{topic}-dlq"}));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch_json"];
+
+    let running = InProcess::start(&args);
+    let handled = wait_handled(10, |h| h.topic == topic).await;
+    let dead = consume(&dead_letters, 1).await;
+    running.stop().await.expect("clean stop");
+
+    let mut ids: Vec<u64> = handled.iter().map(|h| h.payload.parse().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "every document once");
+    assert_eq!(dead[0].payload(), Some(&b"not json"[..]));
+    assert_eq!(header(&dead[0], "dlq.attempts"), Some("1"), "never retried");
+    assert!(header(&dead[0], "dlq.error").unwrap().contains("cannot decode the payload as JSON"));
+    assert_eq!(committed(&group, &topic, 1).await, [Some(11)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_policy_a_named_failure_stops_the_worker_with_what_came_before_committed() {
+    let (topic, group) = (unique("batch-stop"), unique("group"));
+    create_topics(&[&topic], 1).await;
+    produce_in_order(&topic, ["c1", "c2", "poison-2", "c3"].map(Record::new)).await;
+    let config = config("it_batch", &topic, &group, serde_json::json!({"take": 4}));
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch"];
+
+    let err = InProcess::start(&args).finish().await.expect_err("the worker must stop").to_string();
+    assert!(err.contains(&format!("at topic {topic}, partition 0, offset 2 (message 2 of a batch of 4)")), "{err}");
+    assert!(err.contains("poison-2 cannot be written"), "{err}");
+    assert!(err.contains("not committed"), "{err}");
+    assert_eq!(committed(&group, &topic, 1).await, [Some(2)], "c1 and c2 are done; poison-2 comes again");
+}
+
+#[test]
+fn batch_settings_are_checked_at_start_up_and_shown_by_config() {
+    let config = write_config(serde_json::json!({"kafka": {"consumer": {"workers": [
+        {"name": "it_batch", "topics": ["t"], "take": 10}
+    ]}}}));
+    let misplaced = write_config(serde_json::json!({"kafka": {"consumer": {"workers": [
+        {"name": "it_per_message", "topics": ["t"], "within_ms": 100}
+    ]}}}));
+    let run_with = |config: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["-c", config.to_str().unwrap()];
+        all.extend(args);
+        run_to_end(Binary::TestWorkers, &all, &[])
+    };
+    let run = |args: &[&str]| run_with(&config, args);
+
+    let (code, out, _) = run(&["list-workers"]);
+    assert_eq!(code, 0);
+    let row = out.lines().find(|l| l.starts_with("it_batch ")).expect("it_batch is listed");
+    assert!(row.split_whitespace().nth(1) == Some("batch"), "{row}");
+
+    let (code, out, _) = run(&["config", "--consumer-worker", "it_batch"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("take                             10                   (config.json)"), "{out}");
+    assert!(out.contains("within_ms                        5000 ms              (macro)"), "{out}");
+
+    let (code, _, err) = run(&["start-consumer", "--consumer-worker", "it_batch", "--take", "0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("worker `it_batch`: the command line: `take` = 0: must be between 1 and"), "{err}");
+
+    let (code, _, err) = run_with(&misplaced, &["start-consumer", "--consumer-worker", "it_per_message"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`within_ms` applies only to batch workers, and `it_per_message` is a per-message"), "{err}");
+
+    let (code, _, err) = run(&["start-consumer", "--consumer-worker", "it_paced", "--consumer-type", "batch"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--consumer-type batch: worker `it_paced` is a per-message worker"), "{err}");
+}
