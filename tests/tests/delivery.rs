@@ -160,3 +160,51 @@ async fn the_survivor_of_two_members_takes_every_partition_when_the_other_is_kil
     let messages = expected.len();
     println!("survivor: {total} handled for {messages} messages, {} duplicates", total - messages);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_slow_batch_finishes_and_commits_it_so_a_restart_repeats_nothing() {
+    const MESSAGES: u64 = 300;
+    let topic = unique("slow-batch");
+    create_topics(&[&topic], 2).await;
+    produce(&topic, (1..=MESSAGES).map(|id| Record::new(format!("id{id}")))).await;
+    let group = unique("g");
+    let config = |delay_ms: u64| {
+        write_config(serde_json::json!({
+            "handler_delay_ms": delay_ms,
+            "kafka": {
+                "consumer_connection_settings": fast_settings(),
+                "consumer": {"workers": [{"name": "it_slow_batch", "group": group, "topics": [topic]}]}
+            }
+        }))
+    };
+    let run = |config: &std::path::Path| {
+        let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_slow_batch"];
+        Process::spawn(Binary::TestWorkers, &args)
+    };
+
+    // The handler prints `batch <size>`, then takes 3 s: the signal lands in the middle.
+    let mut first = run(&config(3000));
+    let started = first.wait_lines(1, |l| l.starts_with("batch ")).await;
+    let size: usize = started[0].strip_prefix("batch ").unwrap().parse().unwrap();
+    first.signal("TERM");
+    assert_eq!(first.wait_exit().await, Some(0), "a clean stop");
+    let first_ids = handled_ids(&first.lines);
+    assert_eq!(first_ids.len(), size, "the batch in hand was finished: {:?}", first.lines);
+
+    let mut second = run(&config(0));
+    let expected: BTreeSet<String> = (1..=MESSAGES).map(|id| format!("id{id}")).collect();
+    loop {
+        let seen: BTreeSet<String> = first_ids.iter().cloned().chain(handled_ids(&second.lines)).collect();
+        if seen == expected {
+            break;
+        }
+        let have = second.lines.len();
+        second.wait_lines(have + 1, |_| true).await;
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit().await, Some(0));
+    let second_ids = handled_ids(&second.lines);
+    let twice: Vec<&String> = second_ids.iter().filter(|id| first_ids.contains(id)).collect();
+    assert!(twice.is_empty(), "handled again after the batch was committed: {twice:?}");
+    assert_eq!(first_ids.len() + second_ids.len(), MESSAGES as usize);
+}
