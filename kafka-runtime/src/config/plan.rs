@@ -287,6 +287,7 @@ mod tests {
             topics,
             regex_topic: None,
             failure: Default::default(),
+            batch: Default::default(),
             build: || unreachable!("not built in these tests"),
         }))
     }
@@ -463,6 +464,7 @@ mod tests {
                 dead_letter_topic: Some("attr-dlq"),
                 on_decode_error: None,
             },
+            batch: Default::default(),
             build: || unreachable!("not built in these tests"),
         }));
         let layered = file(

@@ -172,6 +172,7 @@ mod tests {
             topic_prefix: Sourced::new(String::new(), Source::Default),
             client_settings: BTreeMap::new(),
             failure: crate::config::FailurePolicy::merge("test", &[]).unwrap(),
+            batch: None,
         };
         let arguments = Arguments::try_parse_from(["test", "list-workers"]).unwrap();
         let ctx = WorkerContext::new(
