@@ -11,8 +11,6 @@ pub enum Error {
     Config(String),
     /// A worker name given on the command line is not registered.
     UnknownWorker { name: String, registered: Vec<String> },
-    /// A feature that is not supported yet.
-    Unsupported(String),
     /// One or more workers stopped with an error.
     WorkersFailed(Vec<String>),
     /// Messages given to the producer were not delivered.
@@ -22,7 +20,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(message) | Error::Unsupported(message) | Error::NotDelivered(message) => f.write_str(message),
+            Error::Config(message) | Error::NotDelivered(message) => f.write_str(message),
             Error::UnknownWorker { name, registered } if registered.is_empty() => write!(
                 f,
                 "unknown worker `{name}`: no worker is registered; annotate an async fn with \

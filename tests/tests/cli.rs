@@ -58,10 +58,16 @@ fn a_bad_failure_policy_value_names_the_key_and_where_it_came_from() {
 }
 
 #[test]
-fn batch_type_is_not_supported_yet() {
+fn a_consumer_type_that_does_not_fit_the_worker_is_an_error() {
     let (code, _, err) = demo(&["start-consumer", "--consumer-worker", "es", "--consumer-type", "batch"]);
     assert_eq!(code, 1);
-    assert!(err.contains("--consumer-type batch is not supported yet"), "{err}");
+    assert!(
+        err.contains(
+            "--consumer-type batch: worker `es` is a per-message worker; a batch worker's handler takes `Batch`, \
+             `Vec<Message>` or `Vec<Json<T>>`; leave --consumer-type out to run it as it is"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -73,10 +73,12 @@ fn check_consumer_type(start: &StartConsumer, worker: &WorkerToStart) -> Result<
     let name = &worker.config.name;
     Err(Error::Config(match style {
         WorkerStyle::Batch => format!(
-            "--consumer-type stream: worker `{name}` is a batch worker (its handler takes a batch); leave              --consumer-type out or pass --consumer-type batch"
+            "--consumer-type stream: worker `{name}` is a batch worker (its handler takes a batch); leave \
+             --consumer-type out or pass --consumer-type batch"
         ),
         _ => format!(
-            "--consumer-type batch: worker `{name}` is a {style} worker; a batch worker's handler takes `Batch`,              `Vec<Message>` or `Vec<Json<T>>`; leave --consumer-type out to run it as it is"
+            "--consumer-type batch: worker `{name}` is a {style} worker; a batch worker's handler takes `Batch`, \
+             `Vec<Message>` or `Vec<Json<T>>`; leave --consumer-type out to run it as it is"
         ),
     }))
 }
