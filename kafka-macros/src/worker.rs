@@ -29,6 +29,9 @@ struct WorkerArgs {
     /// A batch worker's batches: at most `take` messages, or what arrived within `within_ms`.
     take: Option<Given<u64>>,
     within_ms: Option<Given<u64>>,
+    /// Concurrency: which messages may run at once, and how many.
+    ordering: Option<Given<LitStr>>,
+    max_in_flight: Option<Given<u64>>,
 }
 
 /// A key whose value is checked: the value when it is valid (an invalid one is reported and
@@ -40,7 +43,7 @@ struct Given<T> {
 
 const KEYS: &str = "`name`, `group`, `topics`, `regex_topic`, `retries`, `retry_backoff_ms`, \
                     `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error`, `take`, \
-                    `within_ms` or `crate`";
+                    `within_ms`, `ordering`, `max_in_flight` or `crate`";
 
 /// The type a numeric key has in `FailureAttrs`: its name, used as the literal's suffix, and
 /// its largest value.
@@ -51,6 +54,9 @@ struct Unsigned {
 
 const U32: Unsigned = Unsigned { name: "u32", max: u32::MAX as u64 };
 const U64: Unsigned = Unsigned { name: "u64", max: u64::MAX };
+
+/// The values `ordering` takes.
+const ORDERINGS: [&str; 3] = ["partition", "key", "none"];
 
 /// The values `on_decode_error` takes.
 const DECODE_ERROR_ACTIONS: [&str; 2] = ["dead_letter", "stop"];
@@ -181,6 +187,37 @@ fn parse_args(args: TokenStream) -> syn::Result<WorkerArgs> {
                     );
                 }
                 if parsed.take.replace(Given { value: take.filter(|n| *n > 0), span: value.span() }).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "ordering" => {
+                let value: Expr = meta.value()?.parse()?;
+                let ordering = match ungroup(&value) {
+                    Expr::Lit(ExprLit { lit: Lit::Str(ordering), .. })
+                        if ORDERINGS.contains(&ordering.value().as_str()) =>
+                    {
+                        Some(ordering.clone())
+                    }
+                    _ => {
+                        push(
+                            &mut errors,
+                            syn::Error::new_spanned(&value, "expected \"partition\", \"key\" or \"none\""),
+                        );
+                        None
+                    }
+                };
+                if parsed.ordering.replace(Given { value: ordering, span: value.span() }).is_some() {
+                    push(&mut errors, duplicate());
+                }
+            }
+            "max_in_flight" => {
+                let value: Expr = meta.value()?.parse()?;
+                let limit = whole_number(&value, &key, "messages", &U64, &mut errors);
+                if limit == Some(0) {
+                    push(&mut errors, syn::Error::new_spanned(&value, "`max_in_flight` must be 1 or more"));
+                }
+                if parsed.max_in_flight.replace(Given { value: limit.filter(|n| *n > 0), span: value.span() }).is_some()
+                {
                     push(&mut errors, duplicate());
                 }
             }
@@ -336,6 +373,8 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
     let on_decode_error = option(args.on_decode_error.as_ref().and_then(|given| given.value.as_ref()));
     let take = number(args.take.as_ref(), &U64);
     let within_ms = number(args.within_ms.as_ref(), &U64);
+    let ordering = option(args.ordering.as_ref().and_then(|given| given.value.as_ref()));
+    let max_in_flight = number(args.max_in_flight.as_ref(), &U64);
     // The runtime's hidden module under a local name, so the code below has no token of the
     // path: a path that does not resolve is reported once, on the `use`.
     let import = quote!(use #krate::__private as __kafka_private;);
@@ -362,6 +401,7 @@ fn registration(func: &ItemFn, args: &WorkerArgs) -> TokenStream {
                 on_decode_error: #on_decode_error,
             },
             batch: #private::BatchAttrs { take: #take, within_ms: #within_ms },
+            concurrency: #private::ConcurrencyAttrs { ordering: #ordering, max_in_flight: #max_in_flight },
             build: __kafka_worker_build,
         });
     };
@@ -485,7 +525,7 @@ mod tests {
             out.contains(
                 "unknown key `krate`; expected `name`, `group`, `topics`, `regex_topic`, `retries`, \
                  `retry_backoff_ms`, `retry_backoff_max_ms`, `dead_letter_topic`, `on_decode_error`, `take`, \
-                 `within_ms` or `crate`"
+                 `within_ms`, `ordering`, `max_in_flight` or `crate`"
             ),
             "{out}"
         );
@@ -510,6 +550,17 @@ mod tests {
         assert!(out.contains("batch : __kafka_private :: BatchAttrs { take : :: core :: option :: Option :: Some (500u64) , within_ms : :: core :: option :: Option :: Some (2000u64) }"), "{out}");
         let none = errors_of(quote!());
         assert!(none.contains("take : :: core :: option :: Option :: None"), "{none}");
+    }
+
+    #[test]
+    fn concurrency_keys_are_emitted_and_checked() {
+        let out = errors_of(quote!(ordering = "key", max_in_flight = 256));
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(out.contains("ordering : :: core :: option :: Option :: Some (\"key\")"), "{out}");
+        assert!(out.contains("max_in_flight : :: core :: option :: Option :: Some (256u64)"), "{out}");
+        let out = errors_of(quote!(ordering = "offset", max_in_flight = 0));
+        assert!(out.contains("expected \\\"partition\\\", \\\"key\\\" or \\\"none\\\""), "{out}");
+        assert!(out.contains("`max_in_flight` must be 1 or more"), "{out}");
     }
 
     #[test]

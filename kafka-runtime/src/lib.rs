@@ -98,7 +98,7 @@ pub mod __private {
     pub use crate::worker::handler::{into_worker, Worker};
     #[cfg(feature = "linkme")]
     pub use crate::worker::registry::WORKERS;
-    pub use crate::worker::registry::{BatchAttrs, FailureAttrs, WorkerRegistration};
+    pub use crate::worker::registry::{BatchAttrs, ConcurrencyAttrs, FailureAttrs, WorkerRegistration};
     pub use inventory;
     #[cfg(feature = "linkme")]
     pub use linkme;

@@ -225,6 +225,21 @@ pub async fn committed(group: &str, topic: &str, partitions: i32) -> Vec<Option<
     .expect("committed offsets task")
 }
 
+fn gate() -> &'static watch::Sender<bool> {
+    static GATE: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    GATE.get_or_init(|| watch::channel(false).0)
+}
+
+/// Lets the `it_gate` worker's waiting messages go on.
+pub fn open_gate() {
+    gate().send_replace(true);
+}
+
+/// Waits until [`open_gate`] is called.
+pub async fn gate_opened() {
+    let _ = gate().subscribe().wait_for(|open| *open).await;
+}
+
 /// Writes a config.json for a test, with settings that make groups join fast.
 pub fn write_config(json: serde_json::Value) -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}.json", unique("kafka-it-config")));

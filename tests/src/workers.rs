@@ -217,3 +217,29 @@ pub async fn slow_batch(messages: Vec<Message>, ctx: WorkerContext) -> Result<()
     }
     Ok(())
 }
+
+/// Records `start:<key>:<payload>` when called and `end:<key>:<payload>` when done, with the
+/// pause of the app setting `handler_delay_ms` in between: `handled_at` then tells which
+/// calls overlapped.
+#[kafka_worker(name = "it_timed")]
+pub async fn timed(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+    let payload = msg.payload_str()?.to_owned();
+    record_as(&ctx, &msg, format!("start:{key}:{payload}"));
+    let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    record_as(&ctx, &msg, format!("end:{key}:{payload}"));
+    Ok(())
+}
+
+/// Records every message; one whose payload is `gate` waits until [`crate::open_gate`] is
+/// called, then fails.
+#[kafka_worker(name = "it_gate")]
+pub async fn gate(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+    if msg.payload_str()? == "gate" {
+        crate::gate_opened().await;
+        return Err("the gate failed".into());
+    }
+    record(&ctx, &msg);
+    Ok(())
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::OnDecodeError;
+use crate::config::{OnDecodeError, Ordering};
 
 /// The parsed command line. Workers see it through
 /// [`WorkerContext::arguments`](crate::WorkerContext::arguments).
@@ -85,6 +85,21 @@ pub struct StartConsumer {
 
     #[command(flatten)]
     pub failure: FailureArgs,
+
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
+}
+
+/// How many messages a per-message worker handles at once (see the README's "Concurrency").
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConcurrencyArgs {
+    /// Which messages may be handled at the same time [default: partition]
+    #[arg(long, value_enum, value_name = "ORDERING")]
+    pub ordering: Option<Ordering>,
+
+    /// How many messages may be in the handler at once, per consumer [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u64>,
 }
 
 /// The failure policy, over the worker's (see the README's "When a handler fails").
@@ -131,6 +146,10 @@ pub struct StartConsumers {
 
     #[command(flatten)]
     pub failure: FailureArgs,
+
+    /// For the per-message workers among them
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
 }
 
 #[derive(Debug, Clone, Args)]

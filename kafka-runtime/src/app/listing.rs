@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::{App, WorkerToStart};
 use crate::config::{is_secret, Subscription};
 use crate::error::Error;
+use crate::worker::handler::WorkerStyle;
 
 impl App {
     pub(crate) fn list_workers(&self) -> Result<String, Error> {
@@ -96,6 +97,15 @@ impl App {
                 let _ = writeln!(out, "    {:<32} {:<20} ({})", "take", batch.take.value, batch.take.source);
                 let within = &batch.within;
                 let _ = writeln!(out, "    {:<32} {:<20} ({})", "within_ms", millis(&within.value), within.source);
+            }
+            if config.style == WorkerStyle::PerMessage {
+                let concurrency = &config.concurrency;
+                let _ = writeln!(out, "  concurrency");
+                let ordering = &concurrency.ordering;
+                let _ =
+                    writeln!(out, "    {:<32} {:<20} ({})", "ordering", ordering.value.to_string(), ordering.source);
+                let limit = &concurrency.max_in_flight;
+                let _ = writeln!(out, "    {:<32} {:<20} ({})", "max_in_flight", limit.value, limit.source);
             }
             let failure = &config.failure;
             let _ = writeln!(out, "  on failure");

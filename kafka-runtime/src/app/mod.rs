@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use self::cli::{Arguments, Command, ConsumerType, FailureArgs, StartConsumer};
+use self::cli::{Arguments, Command, ConcurrencyArgs, ConsumerType, FailureArgs, StartConsumer};
 use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
 use crate::config::{
-    catalog, effective_settings, merge_worker_config, BatchKeys, CatalogEntry, CliLayer, ConfigFile, EnvLayer,
-    FailureKeys, GlobalSettings, WorkerConfig, WorkerOverrides,
+    catalog, effective_settings, merge_worker_config, BatchKeys, CatalogEntry, CliLayer, ConcurrencyKeys, ConfigFile,
+    EnvLayer, FailureKeys, GlobalSettings, WorkerConfig, WorkerOverrides,
 };
 use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
@@ -55,6 +55,15 @@ fn overrides(start: &StartConsumer) -> WorkerOverrides {
             take: start.take.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             within_ms: start.within.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
         },
+        concurrency: concurrency_keys(&start.concurrency),
+        for_every_worker: false,
+    }
+}
+
+fn concurrency_keys(args: &ConcurrencyArgs) -> ConcurrencyKeys {
+    ConcurrencyKeys {
+        ordering: args.ordering.map(|o| o.to_string()),
+        max_in_flight: args.max_in_flight.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     }
 }
 
@@ -154,7 +163,12 @@ impl App {
                 self.start(vec![worker], arguments, shutdown, true).await
             }
             Command::StartConsumers(start) => {
-                let overrides = WorkerOverrides { failure: failure_keys(&start.failure), ..Default::default() };
+                let overrides = WorkerOverrides {
+                    failure: failure_keys(&start.failure),
+                    concurrency: concurrency_keys(&start.concurrency),
+                    for_every_worker: true,
+                    ..Default::default()
+                };
                 let workers = start
                     .consumer_worker
                     .iter()

@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::batch::BatchKeys;
+use super::concurrency::ConcurrencyKeys;
 use super::policy::FailureKeys;
 use crate::error::Error;
 
@@ -45,7 +46,7 @@ pub struct KafkaSection {
     pub producer: Settings,
 }
 
-/// Declares a config.json section that also takes the failure-policy and batch keys
+/// Declares a config.json section that also takes the failure-policy, batch and concurrency keys
 /// (`kafka.consumer` for every worker, and each worker's entry), and the methods that read
 /// them.
 macro_rules! section_with_failure_keys {
@@ -67,6 +68,10 @@ macro_rules! section_with_failure_keys {
             pub take: Option<i64>,
             /// How long a batch worker's batch waits for more after its first message, in ms.
             pub within_ms: Option<i64>,
+            /// `partition`, `key` or `none`: which messages may be handled at the same time.
+            pub ordering: Option<String>,
+            /// How many messages may be in the handler at once, per consumer.
+            pub max_in_flight: Option<i64>,
         }
 
         impl $name {
@@ -82,6 +87,10 @@ macro_rules! section_with_failure_keys {
 
             pub(crate) fn batch_keys(&self) -> BatchKeys {
                 BatchKeys { take: self.take, within_ms: self.within_ms }
+            }
+
+            pub(crate) fn concurrency_keys(&self) -> ConcurrencyKeys {
+                ConcurrencyKeys { ordering: self.ordering.clone(), max_in_flight: self.max_in_flight }
             }
         }
     };

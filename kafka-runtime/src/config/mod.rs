@@ -4,6 +4,7 @@
 
 mod batch;
 pub(crate) mod client;
+mod concurrency;
 mod file;
 mod layers;
 mod plan;
@@ -11,6 +12,7 @@ pub(crate) mod policy;
 
 pub use batch::{BatchKeys, BatchSettings};
 pub use client::{is_secret, RESERVED_SETTINGS};
+pub use concurrency::{Concurrency, ConcurrencyKeys, Ordering, DEFAULT_MAX_IN_FLIGHT};
 pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
 pub use layers::{CliLayer, EnvLayer, GlobalSettings, Source, Sourced};
 pub use plan::{

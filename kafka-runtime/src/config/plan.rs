@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::batch::{BatchKeys, BatchSettings};
 use super::client::ClientSettings;
+use super::concurrency::{Concurrency, ConcurrencyKeys};
 use super::file::{ConfigFile, WorkerEntry};
 use super::layers::{pick, GlobalSettings, Source, Sourced};
 use super::policy::{FailureKeys, FailurePolicy, Layer};
@@ -25,6 +26,11 @@ pub struct WorkerOverrides {
     pub failure: FailureKeys,
     /// `--take` and `--within` (batch workers only).
     pub batch: BatchKeys,
+    /// `--ordering` and `--max-in-flight`.
+    pub concurrency: ConcurrencyKeys,
+    /// The options are given to every worker of the command (`start-consumers`): those that
+    /// apply to some styles only are defaults, not an error for the others.
+    pub for_every_worker: bool,
 }
 
 /// A worker's subscription before the prefix is added.
@@ -54,6 +60,9 @@ pub struct WorkerConfig {
     pub failure: FailurePolicy,
     /// How its batches are cut; `None` unless it is a batch worker.
     pub batch: Option<BatchSettings>,
+    /// How many messages it handles at once, and in which order (sequential unless it is a
+    /// per-message worker).
+    pub concurrency: Concurrency,
 }
 
 /// One consumer of a worker: `{topic}` groups give one per topic.
@@ -237,8 +246,22 @@ pub fn merge_worker_config(
     if let Some(entry) = entry {
         batch_layers.push((Layer { keys: entry.batch_keys(), source: Source::File, at: &entry_at }, false));
     }
-    batch_layers.push((Layer { keys: overrides.batch.clone(), source: Source::Cli, at: "the command line" }, false));
+    let cli_is_default = overrides.for_every_worker;
+    let cli = "the command line";
+    batch_layers.push((Layer { keys: overrides.batch.clone(), source: Source::Cli, at: cli }, cli_is_default));
     let batch = BatchSettings::merge(worker.name, style, &batch_layers)?;
+
+    let at = "#[kafka_worker]";
+    let mut concurrency_layers = vec![
+        (Layer { keys: ConcurrencyKeys::from(&registration.concurrency), source: Source::Macro, at }, false),
+        (Layer { keys: file.kafka.consumer.concurrency_keys(), source: Source::File, at: &defaults_at }, true),
+    ];
+    if let Some(entry) = entry {
+        concurrency_layers.push((Layer { keys: entry.concurrency_keys(), source: Source::File, at: &entry_at }, false));
+    }
+    let keys = overrides.concurrency.clone();
+    concurrency_layers.push((Layer { keys, source: Source::Cli, at: cli }, cli_is_default));
+    let concurrency = Concurrency::merge(worker.name, style, &concurrency_layers)?;
 
     Ok(WorkerConfig {
         name: worker.name.to_owned(),
@@ -251,6 +274,7 @@ pub fn merge_worker_config(
         client_settings,
         failure,
         batch,
+        concurrency,
     })
 }
 
@@ -288,6 +312,7 @@ mod tests {
             regex_topic: None,
             failure: Default::default(),
             batch: Default::default(),
+            concurrency: Default::default(),
             build: || unreachable!("not built in these tests"),
         }))
     }
@@ -465,6 +490,7 @@ mod tests {
                 on_decode_error: None,
             },
             batch: Default::default(),
+            concurrency: Default::default(),
             build: || unreachable!("not built in these tests"),
         }));
         let layered = file(

@@ -162,6 +162,12 @@ impl Fetcher {
         self.poll_next_slow(cx)
     }
 
+    /// True while the shared queue has events to serve, or is being served: the next
+    /// `poll_next` serves them first.
+    pub(crate) fn events_pending(&self) -> bool {
+        self.serving.is_some() || self.has_shared_events()
+    }
+
     #[inline]
     fn has_shared_events(&self) -> bool {
         self.shared_events.load(Ordering::Acquire)

@@ -21,6 +21,16 @@ pub(crate) struct Receipt {
 }
 
 impl Receipt {
+    /// The topic's index in the stream's store: small and dense, one per topic read.
+    pub(crate) fn topic_index(&self) -> usize {
+        self.topic
+    }
+
+    /// The same partition at another offset.
+    pub(crate) fn at_offset(&self, offset: i64) -> Receipt {
+        Receipt { offset, ..*self }
+    }
+
     /// True when both messages are of one partition of one topic.
     pub(crate) fn same_partition(&self, other: &Receipt) -> bool {
         self.topic == other.topic && self.partition == other.partition

@@ -94,6 +94,13 @@ impl TopicStream {
         self.fetcher.report_every_revoke();
     }
 
+    /// True while rebalances or errors wait to be served by the next [`next`](Self::next):
+    /// a worker with messages in flight finishes them first, so that they are committed
+    /// before their partitions are given up.
+    pub(crate) fn events_pending(&self) -> bool {
+        self.fetcher.events_pending()
+    }
+
     /// The topic of a handed-out message.
     pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
         self.offsets.topic(receipt)

@@ -3,6 +3,8 @@
 //! the runner that starts, drains and closes every consumer of a command (`runner`).
 
 pub(crate) mod batch;
+pub(crate) mod concurrent;
 pub(crate) mod failure;
 pub(crate) mod per_message;
 pub(crate) mod runner;
+pub(crate) mod slots;

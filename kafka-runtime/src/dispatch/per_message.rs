@@ -1,5 +1,6 @@
 //! The per-message loop: one message at a time, each handed to the handler, its offset stored
-//! once the handler returns `Ok`.
+//! once the handler returns `Ok`. With `max_in_flight` above 1, `concurrent::run` runs
+//! several at once; under a failure policy, `failure::run` runs them one at a time.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,8 +20,19 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     mut stream: TopicStream,
     ctx: WorkerContext,
 ) -> Result<(), WorkerError> {
-    if ctx.worker().failure.is_active() {
+    let worker = ctx.worker();
+    if worker.failure.is_active() {
+        if worker.concurrency.max_in_flight.value > 1 {
+            tracing::info!(
+                worker = ctx.name(),
+                "under a failure policy (retries or a dead-letter topic) messages are handled one at a time; \
+                 max_in_flight applies to workers without one"
+            );
+        }
         return super::failure::run(handler, stream, ctx).await;
+    }
+    if worker.concurrency.max_in_flight.value > 1 {
+        return super::concurrent::run(handler, stream, ctx).await;
     }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.

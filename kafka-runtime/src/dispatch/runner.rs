@@ -173,6 +173,7 @@ mod tests {
             client_settings: BTreeMap::new(),
             failure: crate::config::FailurePolicy::merge("test", &[]).unwrap(),
             batch: None,
+            concurrency: crate::config::Concurrency::sequential(),
         };
         let arguments = Arguments::try_parse_from(["test", "list-workers"]).unwrap();
         let ctx = WorkerContext::new(

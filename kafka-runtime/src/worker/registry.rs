@@ -19,6 +19,8 @@ pub struct WorkerRegistration {
     pub failure: FailureAttrs,
     /// A batch worker's `take` and `within_ms`, where the attribute gave them.
     pub batch: BatchAttrs,
+    /// `ordering` and `max_in_flight`, where the attribute gave them.
+    pub concurrency: ConcurrencyAttrs,
     pub build: fn() -> Worker,
 }
 
@@ -39,6 +41,14 @@ pub struct FailureAttrs {
 pub struct BatchAttrs {
     pub take: Option<u64>,
     pub within_ms: Option<u64>,
+}
+
+/// The concurrency keys of `#[kafka_worker]`, as written.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConcurrencyAttrs {
+    pub ordering: Option<&'static str>,
+    pub max_in_flight: Option<u64>,
 }
 
 #[cfg(not(feature = "linkme"))]

@@ -1,0 +1,475 @@
+//! The per-message loop with several messages in the handler at once (`max_in_flight` > 1).
+//!
+//! - **Lanes** keep the order `ordering` asks for: one lane per partition (`partition`), per
+//!   key (`key`; messages without a key take their partition's lane), or none (`none`). A
+//!   lane runs one message at a time, in offset order; a message whose lane is busy waits in
+//!   the lane's backlog. A lane whose backlog fills up pauses its partition, so a slow
+//!   partition never takes the room the others need.
+//! - **Offsets** stay exact: each partition's handed-out messages are tracked in offset
+//!   order, and an offset is stored only once it and every earlier one are done.
+//! - **Rebalances**: while one waits to be served, no message starts; the running ones
+//!   finish and are stored, then the rebalance is served (and committed on revoke); queued
+//!   messages of revoked partitions are dropped, not handled.
+//! - A handler that does not wait finishes inside [`Slots::start`], with nothing tracked and
+//!   nothing allocated: the loop then costs about what the sequential one does.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+
+use super::slots::Slots;
+use crate::config::Ordering;
+use crate::consume::offsets::Receipt;
+use crate::consume::{Message, TopicStream};
+use crate::error::panic_message;
+use crate::worker::context::WorkerContext;
+use crate::worker::error::WorkerError;
+use crate::worker::handler::MessageHandler;
+
+/// What a handler call gives: its result, or the panic it raised.
+type Outcome = Result<Result<(), WorkerError>, Box<dyn std::any::Any + Send>>;
+
+/// Runs `handler` on the messages of `stream`, up to `max_in_flight` at once, until shutdown
+/// or the first failure. After a failure nothing more starts, the running messages finish,
+/// and the worker stops with the failed message uncommitted.
+pub(crate) async fn run<H: MessageHandler<Args>, Args>(
+    handler: Arc<H>,
+    mut stream: TopicStream,
+    ctx: WorkerContext,
+) -> Result<(), WorkerError> {
+    let concurrency = &ctx.worker().concurrency;
+    let mut lanes = Lanes::new(concurrency.ordering.value, concurrency.max_in_flight.value);
+    stream.report_every_revoke();
+    let (handler, ctx) = (&*handler, &ctx);
+    let call = |message: Message| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
+    let mut slots = Slots::new(lanes.max_in_flight, &call);
+    let mut jobs: Vec<Option<Job>> = (0..lanes.max_in_flight).map(|_| None).collect();
+    let mut ended = false;
+    loop {
+        lanes.forget_revoked(&mut stream);
+        let events = stream.events_pending();
+        if !events && !lanes.stalled.is_empty() && lanes.failure.is_none() && !ended {
+            lanes.restart_stalled(&mut stream, &mut slots, &mut jobs, &call);
+        }
+        // With events waiting, read (which serves them) only once nothing runs.
+        let reading = !ended
+            && lanes.failure.is_none()
+            && slots.has_room()
+            && lanes.held() < 2 * lanes.max_in_flight
+            && (!events || slots.is_idle());
+        tokio::select! {
+            biased;
+            (index, outcome) = std::future::poll_fn(|cx| slots.poll_finished(cx)), if !slots.is_idle() => {
+                let Some(job) = jobs[index].take() else { continue };
+                lanes.finished(&mut stream, job, outcome);
+                let starting = !stream.events_pending() && lanes.failure.is_none() && !ended;
+                lanes.lane_free(&mut stream, &mut slots, &mut jobs, &call, job.lane, starting);
+            }
+            next = stream.next(), if reading => match next {
+                None => ended = true,
+                Some(message) => {
+                    // This loop stores offsets itself, once each message is done.
+                    let Some(receipt) = stream.defer() else { continue };
+                    lanes.arrived(&mut stream, &mut slots, &mut jobs, &call, message, receipt);
+                }
+            },
+            else => break,
+        }
+    }
+    match lanes.failure.take() {
+        Some(failure) => Err(WorkerError::msg(failure)),
+        None => Ok(()),
+    }
+}
+
+/// A message running in a slot.
+#[derive(Clone, Copy)]
+struct Job {
+    receipt: Receipt,
+    lane: LaneId,
+}
+
+/// Which messages must not overlap.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum LaneId {
+    /// A partition: the topic's index in the stream's store, and the partition.
+    Partition(usize, i32),
+    /// A key, hashed.
+    Key(u64),
+    /// No lane: anything may run beside it.
+    Free,
+}
+
+/// A message read but not started, because its lane is busy.
+struct Queued {
+    message: Message,
+    receipt: Receipt,
+}
+
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    backlog: VecDeque<Queued>,
+    /// The partition this lane paused when its backlog filled up.
+    paused: Option<Receipt>,
+}
+
+/// One partition: its lane (with `ordering = partition`, and for messages without a key with
+/// `ordering = key`), and its handed-out messages not yet stored, in offset order, each with
+/// whether it is done.
+#[derive(Default)]
+struct Track {
+    /// A message of the partition, to name it by.
+    receipt: Option<Receipt>,
+    lane: Lane,
+    outstanding: VecDeque<(i64, bool)>,
+    /// Lanes that paused this partition.
+    paused_by: u32,
+}
+
+struct Lanes {
+    ordering: Ordering,
+    max_in_flight: usize,
+    /// Tracks by topic index, then partition.
+    tracks: Vec<Vec<Track>>,
+    keys: HashMap<u64, Lane, BuildHasherDefault<Prehashed>>,
+    /// Messages waiting in backlogs.
+    queued: usize,
+    /// Messages in slots.
+    running: usize,
+    /// Lanes left idle with a backlog while a rebalance was pending.
+    stalled: Vec<LaneId>,
+    /// The first failure, which stops the worker.
+    failure: Option<String>,
+}
+
+impl Lanes {
+    fn new(ordering: Ordering, max_in_flight: usize) -> Self {
+        Self {
+            ordering,
+            max_in_flight: max_in_flight.max(1),
+            tracks: Vec::new(),
+            keys: HashMap::default(),
+            queued: 0,
+            running: 0,
+            stalled: Vec::new(),
+            failure: None,
+        }
+    }
+
+    /// Messages read and not done: running or queued.
+    fn held(&self) -> usize {
+        self.queued + self.running
+    }
+
+    fn track(&mut self, receipt: &Receipt) -> &mut Track {
+        let topic = receipt.topic_index();
+        if self.tracks.len() <= topic {
+            self.tracks.resize_with(topic + 1, Vec::new);
+        }
+        let partitions = &mut self.tracks[topic];
+        let partition = usize::try_from(receipt.partition).unwrap_or(0);
+        if partitions.len() <= partition {
+            partitions.resize_with(partition + 1, Track::default);
+        }
+        let track = &mut partitions[partition];
+        track.receipt.get_or_insert(*receipt);
+        track
+    }
+
+    fn lane_of(&self, message: &Message, receipt: &Receipt) -> LaneId {
+        match (self.ordering, message.key()) {
+            (Ordering::None, _) => LaneId::Free,
+            (Ordering::Key, Some(key)) => LaneId::Key(hash(key)),
+            (Ordering::Partition | Ordering::Key, _) => LaneId::Partition(receipt.topic_index(), receipt.partition),
+        }
+    }
+
+    /// The lane of `id`, created if needed (`receipt` is a message of it).
+    fn lane(&mut self, id: LaneId, receipt: &Receipt) -> Option<&mut Lane> {
+        match id {
+            LaneId::Free => None,
+            LaneId::Partition(..) => Some(&mut self.track(receipt).lane),
+            LaneId::Key(key) => Some(self.keys.entry(key).or_default()),
+        }
+    }
+
+    /// The lane of `id`, if it exists.
+    fn existing_lane(&mut self, id: LaneId) -> Option<&mut Lane> {
+        match id {
+            LaneId::Free => None,
+            LaneId::Partition(topic, partition) => {
+                let track = self.tracks.get_mut(topic)?.get_mut(usize::try_from(partition).ok()?)?;
+                Some(&mut track.lane)
+            }
+            LaneId::Key(key) => self.keys.get_mut(&key),
+        }
+    }
+
+    /// A message just read: started now if its lane is free, else queued behind it.
+    fn arrived<F>(
+        &mut self,
+        stream: &mut TopicStream,
+        slots: &mut Slots<F>,
+        jobs: &mut [Option<Job>],
+        call: &impl Fn(Message) -> F,
+        message: Message,
+        receipt: Receipt,
+    ) where
+        F: std::future::Future<Output = Outcome>,
+    {
+        let id = self.lane_of(&message, &receipt);
+        let busy = self.lane(id, &receipt).is_some_and(|lane| lane.busy);
+        if !busy {
+            let tracked = !self.track(&receipt).outstanding.is_empty();
+            if tracked {
+                self.track(&receipt).outstanding.push_back((receipt.offset, false));
+            }
+            self.start(stream, slots, jobs, call, Queued { message, receipt }, id, tracked);
+            return;
+        }
+        self.track(&receipt).outstanding.push_back((receipt.offset, false));
+        self.queued += 1;
+        let max_backlog = self.max_in_flight;
+        let lane = self.lane(id, &receipt).expect("a busy lane exists");
+        lane.backlog.push_back(Queued { message, receipt });
+        if lane.backlog.len() >= max_backlog && lane.paused.is_none() {
+            lane.paused = Some(receipt);
+            let track = self.track(&receipt);
+            track.paused_by += 1;
+            if track.paused_by == 1 {
+                stream.pause(&receipt);
+            }
+        }
+    }
+
+    /// Starts a message in a free slot (the caller checked there is one). `tracked`: it is in
+    /// its partition's tracking order already. A message that finishes at once is accounted
+    /// for at once, and its lane stays free; one that waits makes its lane busy.
+    #[allow(clippy::too_many_arguments)]
+    fn start<F>(
+        &mut self,
+        stream: &mut TopicStream,
+        slots: &mut Slots<F>,
+        jobs: &mut [Option<Job>],
+        call: &impl Fn(Message) -> F,
+        queued: Queued,
+        id: LaneId,
+        tracked: bool,
+    ) where
+        F: std::future::Future<Output = Outcome>,
+    {
+        let receipt = queued.receipt;
+        match slots.start(call(queued.message)) {
+            // Nothing earlier of its partition is pending: the common case, stored without
+            // tracking.
+            Ok(Ok(Ok(()))) if !tracked => stream.store(&receipt),
+            Ok(outcome) => {
+                if !tracked {
+                    self.track(&receipt).outstanding.push_back((receipt.offset, false));
+                }
+                self.record(stream, &receipt, outcome);
+            }
+            Err(index) => {
+                if !tracked {
+                    self.track(&receipt).outstanding.push_back((receipt.offset, false));
+                }
+                if let Some(lane) = self.lane(id, &receipt) {
+                    lane.busy = true;
+                }
+                self.running += 1;
+                jobs[index] = Some(Job { receipt, lane: id });
+            }
+        }
+    }
+
+    /// A running message finished.
+    fn finished(&mut self, stream: &mut TopicStream, job: Job, outcome: Outcome) {
+        self.running -= 1;
+        self.record(stream, &job.receipt, outcome);
+    }
+
+    /// Marks a tracked message done (storing every offset of its partition that is now done
+    /// in a row), or records its failure: then nothing at or after it in its partition is
+    /// stored.
+    fn record(&mut self, stream: &mut TopicStream, receipt: &Receipt, outcome: Outcome) {
+        let err = match outcome {
+            Ok(Ok(())) => {
+                let outstanding = &mut self.track(receipt).outstanding;
+                if let Ok(index) = outstanding.binary_search_by_key(&receipt.offset, |(offset, _)| *offset) {
+                    outstanding[index].1 = true;
+                }
+                let mut highest = None;
+                while let Some(&(offset, true)) = outstanding.front() {
+                    highest = Some(offset);
+                    outstanding.pop_front();
+                }
+                if let Some(offset) = highest {
+                    stream.store(&receipt.at_offset(offset));
+                }
+                return;
+            }
+            Ok(Err(err)) => ("failed", err.to_string()),
+            Err(panic) => ("panicked", panic_message(&*panic).to_string()),
+        };
+        if self.failure.is_none() {
+            self.failure = Some(format!(
+                "handler {} at {}: {}; the message was not committed and will be delivered again",
+                err.0,
+                stream.position(receipt),
+                err.1
+            ));
+        }
+    }
+
+    /// A lane's running message finished: the lane is free, and its next message starts
+    /// (`starting`), or waits until rebalances are served.
+    fn lane_free<F>(
+        &mut self,
+        stream: &mut TopicStream,
+        slots: &mut Slots<F>,
+        jobs: &mut [Option<Job>],
+        call: &impl Fn(Message) -> F,
+        id: LaneId,
+        starting: bool,
+    ) where
+        F: std::future::Future<Output = Outcome>,
+    {
+        let Some(lane) = self.existing_lane(id) else { return };
+        lane.busy = false;
+        if !starting {
+            if !lane.backlog.is_empty() {
+                self.stalled.push(id);
+            }
+            return;
+        }
+        self.run_backlog(stream, slots, jobs, call, id);
+    }
+
+    /// Starts a free lane's queued messages, one after the other while they finish at once,
+    /// until one waits, no slot is free, or the backlog is empty (then the lane is released).
+    fn run_backlog<F>(
+        &mut self,
+        stream: &mut TopicStream,
+        slots: &mut Slots<F>,
+        jobs: &mut [Option<Job>],
+        call: &impl Fn(Message) -> F,
+        id: LaneId,
+    ) where
+        F: std::future::Future<Output = Outcome>,
+    {
+        loop {
+            let failed = self.failure.is_some();
+            let Some(lane) = self.existing_lane(id) else { return };
+            if lane.busy {
+                return;
+            }
+            if lane.backlog.is_empty() {
+                self.release(stream, id);
+                return;
+            }
+            if failed || !slots.has_room() {
+                self.stalled.push(id);
+                return;
+            }
+            let next = lane.backlog.pop_front().expect("not empty");
+            self.queued -= 1;
+            self.start(stream, slots, jobs, call, next, id, true);
+        }
+    }
+
+    /// An idle lane with an empty backlog: resumes the partition it paused, and forgets a key
+    /// lane.
+    fn release(&mut self, stream: &mut TopicStream, id: LaneId) {
+        let paused = self.existing_lane(id).and_then(|lane| lane.paused.take());
+        if let Some(paused) = paused {
+            let track = self.track(&paused);
+            track.paused_by = track.paused_by.saturating_sub(1);
+            if track.paused_by == 0 {
+                stream.resume(&paused);
+            }
+        }
+        if let LaneId::Key(key) = id {
+            self.keys.remove(&key);
+        }
+    }
+
+    /// Starts the backlogs left waiting while a rebalance was pending or no slot was free.
+    fn restart_stalled<F>(
+        &mut self,
+        stream: &mut TopicStream,
+        slots: &mut Slots<F>,
+        jobs: &mut [Option<Job>],
+        call: &impl Fn(Message) -> F,
+    ) where
+        F: std::future::Future<Output = Outcome>,
+    {
+        let mut stalled = std::mem::take(&mut self.stalled);
+        stalled.dedup();
+        for id in stalled {
+            self.run_backlog(stream, slots, jobs, call, id);
+        }
+    }
+
+    /// Drops what is queued and tracked of partitions taken away: their new owner reads those
+    /// messages again from the last commit. None of them runs: a rebalance is served only
+    /// once nothing runs.
+    fn forget_revoked(&mut self, stream: &mut TopicStream) {
+        let revoked = stream.take_revoked_held();
+        if revoked.is_empty() {
+            return;
+        }
+        let gone =
+            |receipt: &Receipt| revoked.iter().any(|(t, p)| receipt.partition == *p && stream.topic(receipt) == t);
+        let mut dropped = 0;
+        for track in self.tracks.iter_mut().flatten() {
+            if track.receipt.is_some_and(|r| gone(&r)) {
+                dropped += track.lane.backlog.len();
+                *track = Track::default();
+            }
+        }
+        for lane in self.keys.values_mut() {
+            let before = lane.backlog.len();
+            lane.backlog.retain(|q| !gone(&q.receipt));
+            dropped += before - lane.backlog.len();
+            if lane.paused.is_some_and(|r| gone(&r)) {
+                lane.paused = None;
+            }
+        }
+        self.keys.retain(|_, lane| lane.busy || !lane.backlog.is_empty());
+        self.queued -= dropped;
+    }
+}
+
+/// A key's hash (FNV-1a): stable, and cheap for short keys.
+fn hash(key: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
