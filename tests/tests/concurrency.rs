@@ -173,3 +173,39 @@ fn concurrency_is_shown_by_config_and_checked_at_start_up() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_waits_for_the_messages_in_flight_so_none_is_handled_twice() {
+    let (topic, group) = (unique("par-rebalance"), unique("group"));
+    create_topics(&[&topic], 4).await;
+    produce(&topic, (0..2000).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n}")) })).await;
+    // Two workers on one function and one group: the second joining takes partitions away
+    // from the first while it has messages in flight and queued.
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 3,
+        "kafka": {
+            "consumer_connection_settings": fast_settings(),
+            "consumer": {"workers": [
+                {"name": "it_timed", "group": group, "topics": [topic]},
+                {"name": "it_timed_second", "path": "workers::timed", "group": group, "topics": [topic]}
+            ]}
+        }
+    }));
+    let config = config.to_str().unwrap();
+    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed"]);
+    wait_handled(100, |h| h.topic == topic && h.worker == "it_timed").await;
+    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_second"]);
+    wait_handled(1, |h| h.topic == topic && h.worker == "it_timed_second").await;
+    wait_handled(2000, |h| h.topic == topic && h.payload.starts_with("end:")).await;
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+
+    let mut seen = BTreeMap::new();
+    for handled in handled(|h| h.topic == topic && h.payload.starts_with("start:")) {
+        *seen.entry((handled.partition, handled.offset)).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handled twice across the rebalance: {twice:?}");
+    assert_eq!(seen.len(), 2000);
+    assert_eq!(committed(&group, &topic, 4).await, [Some(500); 4]);
+}

@@ -63,6 +63,8 @@ pub(crate) struct Fetcher {
     /// from the last commit.
     revoked_held: Vec<(String, i32)>,
     report_every_revoke: bool,
+    /// Set by a worker with messages in flight: events wait until it has finished them.
+    defer_events: bool,
     /// Set once the consumer cannot go on (seen after serving the shared queue, the only
     /// place it can happen).
     stopped: bool,
@@ -114,6 +116,7 @@ impl Fetcher {
             parked: Vec::new(),
             revoked_held: Vec::new(),
             report_every_revoke: false,
+            defer_events: false,
             stopped: false,
             consumer,
             state,
@@ -147,7 +150,11 @@ impl Fetcher {
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
         // The common case, small enough to inline into the worker's loop: a buffered message
         // and nothing else to do first.
-        if self.serving.is_none() && !self.ended() && !self.buffered.is_empty() && !self.has_shared_events() {
+        if self.serving.is_none()
+            && !self.ended()
+            && !self.buffered.is_empty()
+            && (!self.has_shared_events() || self.defer_events)
+        {
             // One unit of the task's budget per message: a worker that never waits still lets
             // signals, timers and other tasks on its thread run.
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
@@ -160,6 +167,11 @@ impl Fetcher {
             }
         }
         self.poll_next_slow(cx)
+    }
+
+    /// See [`TopicStream::defer_events`](super::TopicStream::defer_events).
+    pub(crate) fn defer_events(&mut self, defer: bool) {
+        self.defer_events = defer;
     }
 
     /// True while the shared queue has events to serve, or is being served: the next
@@ -178,28 +190,40 @@ impl Fetcher {
         self.stopped || self.shutdown.is_begun()
     }
 
+    /// Serves the shared queue's events, if it has any, and waits until that is done.
+    pub(crate) fn poll_serve_events(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.serving.is_none() && self.has_shared_events() {
+            self.serve_shared_queue();
+        }
+        self.poll_serving(cx)
+    }
+
+    /// Waits for the shared queue being served, if it is, then takes note of what it changed.
+    fn poll_serving(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(serving) = &mut self.serving {
+            // Even during shutdown: a rebalance being served finishes its commit first.
+            ready!(Pin::new(serving).poll(cx)).ok();
+            self.serving = None;
+            self.stopped = self.state.is_stopped();
+            self.forget_revoked();
+        }
+        Poll::Ready(())
+    }
+
     fn poll_next_slow(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
         loop {
-            if let Some(serving) = &mut self.serving {
-                // Even during shutdown: a rebalance being served finishes its commit first.
-                if Pin::new(serving).poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                self.serving = None;
-                self.stopped = self.state.is_stopped();
-                self.forget_revoked();
-            }
+            ready!(self.poll_serving(cx));
             if self.ended() {
                 return Poll::Ready(None);
             }
-            if self.has_shared_events() {
+            if self.has_shared_events() && !self.defer_events {
                 self.serve_shared_queue();
                 continue;
             }
             if self.buffered.is_empty() {
                 // Registered before looking, so a message arriving in between wakes us.
                 self.consumer.context().waker.register(cx.waker());
-                if self.has_shared_events() {
+                if self.has_shared_events() && !self.defer_events {
                     continue;
                 }
                 if !self.refill() {
@@ -346,13 +370,18 @@ impl Fetcher {
         };
         self.buffered.retain(|message| !gone(message));
         self.parked.retain(|message| !gone(message));
-        let (revoked_paused, still_paused) =
+        let (revoked_paused, still_paused): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.paused).into_iter().partition(|p| revoked.contains(p));
         self.paused = still_paused;
+        // librdkafka keeps a partition paused across a revoke: one assigned again would never
+        // be fetched.
+        for (topic, partition) in &revoked_paused {
+            self.pause_in_librdkafka(topic, *partition, false);
+        }
         if self.report_every_revoke {
             self.revoked_held.extend(revoked);
         } else {
-            self.revoked_held.extend::<Vec<_>>(revoked_paused);
+            self.revoked_held.extend(revoked_paused);
         }
     }
 

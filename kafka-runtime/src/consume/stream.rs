@@ -101,6 +101,18 @@ impl TopicStream {
         self.fetcher.events_pending()
     }
 
+    /// Serves the waiting rebalances and errors now, without waiting for a message.
+    pub(crate) async fn serve_events(&mut self) {
+        std::future::poll_fn(|cx| self.fetcher.poll_serve_events(cx)).await;
+    }
+
+    /// While set, `next` never serves the events (rebalances, errors): it hands out messages,
+    /// or waits. A worker with messages in flight sets it, and clears it once they are done,
+    /// so that a rebalance is served, and committed, only after them.
+    pub(crate) fn defer_events(&mut self, defer: bool) {
+        self.fetcher.defer_events(defer);
+    }
+
     /// The topic of a handed-out message.
     pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
         self.offsets.topic(receipt)

@@ -51,15 +51,28 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     loop {
         lanes.forget_revoked(&mut stream);
         let events = stream.events_pending();
-        if !events && !lanes.stalled.is_empty() && lanes.failure.is_none() && !ended {
+        let going = !ended && lanes.failure.is_none();
+        if going && !events && !lanes.stalled.is_empty() {
             lanes.restart_stalled(&mut stream, &mut slots, &mut jobs, &call);
         }
-        // With events waiting, read (which serves them) only once nothing runs.
-        let reading = !ended
-            && lanes.failure.is_none()
-            && slots.has_room()
-            && lanes.held() < 2 * lanes.max_in_flight
-            && (!events || slots.is_idle());
+        let idle = slots.is_idle();
+        if idle && !going {
+            break;
+        }
+        if events && idle && going {
+            // Rebalances and errors, served once nothing runs: the messages that ran are
+            // stored, and committed on revoke.
+            stream.serve_events().await;
+            continue;
+        }
+        // Events that come while messages run wait for them.
+        let reading = going && !events && slots.has_room() && lanes.held() < 2 * lanes.max_in_flight;
+        if idle && !reading {
+            // Nothing runs and nothing may be read: lanes with a backlog wait for a start.
+            lanes.stall_idle_backlogs();
+            continue;
+        }
+        stream.defer_events(!idle);
         tokio::select! {
             biased;
             (index, outcome) = std::future::poll_fn(|cx| slots.poll_finished(cx)), if !slots.is_idle() => {
@@ -76,7 +89,6 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
                     lanes.arrived(&mut stream, &mut slots, &mut jobs, &call, message, receipt);
                 }
             },
-            else => break,
         }
     }
     match lanes.failure.take() {
@@ -222,7 +234,9 @@ impl Lanes {
         F: std::future::Future<Output = Outcome>,
     {
         let id = self.lane_of(&message, &receipt);
-        let busy = self.lane(id, &receipt).is_some_and(|lane| lane.busy);
+        // Looked up without creating it: a key lane exists only while it is busy. A lane with
+        // a backlog (left waiting while a rebalance was pending) keeps its order too.
+        let busy = self.existing_lane(id).is_some_and(|lane| lane.busy || !lane.backlog.is_empty());
         if !busy {
             let tracked = !self.track(&receipt).outstanding.is_empty();
             if tracked {
@@ -340,13 +354,13 @@ impl Lanes {
     {
         let Some(lane) = self.existing_lane(id) else { return };
         lane.busy = false;
-        if !starting {
-            if !lane.backlog.is_empty() {
-                self.stalled.push(id);
-            }
-            return;
+        if lane.backlog.is_empty() {
+            self.release(stream, id);
+        } else if starting {
+            self.run_backlog(stream, slots, jobs, call, id);
+        } else {
+            self.stalled.push(id);
         }
-        self.run_backlog(stream, slots, jobs, call, id);
     }
 
     /// Starts a free lane's queued messages, one after the other while they finish at once,
@@ -394,6 +408,25 @@ impl Lanes {
         }
         if let LaneId::Key(key) = id {
             self.keys.remove(&key);
+        }
+    }
+
+    /// Marks every idle lane with a backlog as stalled, to be started, and counts the queued
+    /// messages again from the backlogs.
+    fn stall_idle_backlogs(&mut self) {
+        self.queued = self.tracks.iter().flatten().map(|t| t.lane.backlog.len()).sum::<usize>()
+            + self.keys.values().map(|lane| lane.backlog.len()).sum::<usize>();
+        for track in self.tracks.iter().flatten() {
+            if !track.lane.busy && !track.lane.backlog.is_empty() {
+                if let Some(receipt) = track.receipt {
+                    self.stalled.push(LaneId::Partition(receipt.topic_index(), receipt.partition));
+                }
+            }
+        }
+        for (key, lane) in &self.keys {
+            if !lane.busy && !lane.backlog.is_empty() {
+                self.stalled.push(LaneId::Key(*key));
+            }
         }
     }
 

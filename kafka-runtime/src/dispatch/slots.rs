@@ -84,21 +84,22 @@ impl<F: Future> Slots<F> {
         }
     }
 
-    /// The next future to finish, with its slot. Polls only the slots that were woken.
+    /// The next future to finish, with its slot. Polls only the slots that were woken, each
+    /// at most once per call: a future woken again while polled (tokio's cooperative budget
+    /// is spent) waits for the next call, which its wake schedules.
     pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(usize, F::Output)> {
         self.woken.task.register(cx.waker());
-        loop {
-            if self.to_poll.is_empty() {
-                let mut woken = self.woken.slots.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::swap(&mut *woken, &mut self.to_poll);
-            }
-            let Some(index) = self.to_poll.pop() else { return Poll::Pending };
-            let slot = &mut self.slots[index];
-            if let Poll::Ready(output) = poll_slot(slot) {
+        if self.to_poll.is_empty() {
+            let mut woken = self.woken.slots.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *woken, &mut self.to_poll);
+        }
+        while let Some(index) = self.to_poll.pop() {
+            if let Poll::Ready(output) = poll_slot(&mut self.slots[index]) {
                 self.free.push(index);
                 return Poll::Ready((index, output));
             }
         }
+        Poll::Pending
     }
 }
 
