@@ -16,9 +16,14 @@ use crate::probe;
 pub const PARTITIONS: i32 = 3;
 
 pub async fn create_topic(brokers: &str, topic: &str) -> Result<(), String> {
+    create_topic_with(brokers, topic, PARTITIONS).await
+}
+
+/// Creates a topic of `partitions` partitions.
+pub async fn create_topic_with(brokers: &str, topic: &str, partitions: i32) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| format!("admin client: {e}"))?;
-    let new = [NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))];
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
     let results = admin
         .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
         .await

@@ -10,6 +10,7 @@
 //! ```
 
 mod broker;
+mod concurrency;
 mod probe;
 mod producers;
 mod report;
@@ -309,6 +310,7 @@ async fn run(o: Options) -> Result<(), String> {
                     group: &group,
                     config: &config,
                     extra: &[],
+                    worker_args: &[],
                     timeout: Duration::from_secs(180),
                 };
                 variants::consume(variant, &consume).await?;
@@ -342,6 +344,9 @@ async fn run(o: Options) -> Result<(), String> {
             }
         }
     }
+
+    // Slow handlers: sequential, partitions in parallel, keys in parallel.
+    let slow = if o.runs("concurrency") { Some(concurrency::run(&o.brokers, o.smoke, &config).await?) } else { None };
 
     // End-to-end latency at a fixed rate, framework per-message and raw, interleaved.
     let mut latency_runs: BTreeMap<Variant, Vec<Vec<u64>>> = BTreeMap::new();
@@ -445,8 +450,16 @@ async fn run(o: Options) -> Result<(), String> {
         elapsed_seconds: started().elapsed().as_secs_f64(),
         producer,
     };
-    let (table, json) = report::render(&results);
+    let (table, mut json) = report::render(&results);
     println!("{table}");
+    if let Some((slow_table, slow_json)) = slow {
+        let (ceiling_table, ceiling_json) = ratios_to_ceiling(&results.rust_runs, o.smoke);
+        println!("{slow_table}{ceiling_table}");
+        if let Some(root) = json.as_object_mut() {
+            root.insert("slow_handler".into(), slow_json);
+            root.insert("per_message_to_ceiling".into(), ceiling_json);
+        }
+    }
     let json_path = o.out_dir.join(if o.smoke { "smoke.json" } else { "latest.json" });
     std::fs::write(&json_path, serde_json::to_string_pretty(&json).unwrap() + "\n")
         .map_err(|e| format!("{}: {e}", json_path.display()))?;
@@ -456,6 +469,43 @@ async fn run(o: Options) -> Result<(), String> {
         Err(err) => return Err(format!("plot {}: {err}", png_path.display())),
     }
     Ok(())
+}
+
+/// The zero-latency per-message handler (default `ordering = partition`, `max_in_flight` 64)
+/// against the librdkafka batch ceiling (f): the median of the per-round ratios, per size.
+fn ratios_to_ceiling(runs: &BTreeMap<(usize, Variant), Vec<Run>>, smoke: bool) -> (String, Value) {
+    let mut table = String::from("\nZERO-LATENCY HANDLER against (f), default ordering = partition (target >= 0.95)\n");
+    let mut all = serde_json::Map::new();
+    let sizes: std::collections::BTreeSet<usize> = runs.keys().map(|(size, _)| *size).collect();
+    for size in sizes {
+        let (Some(framework), Some(ceiling)) =
+            (runs.get(&(size, Variant::PerMessage)), runs.get(&(size, Variant::Ceiling)))
+        else {
+            continue;
+        };
+        let mut ratios: Vec<f64> = framework
+            .iter()
+            .filter_map(|run| {
+                let ceiling = ceiling.iter().find(|c| c.round == run.round)?;
+                Some(run.measured.msgs_per_sec() / ceiling.measured.msgs_per_sec())
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let Some(&median) = ratios.get(ratios.len() / 2) else { continue };
+        let mark = if smoke {
+            "not evaluated (smoke)"
+        } else if median >= 0.95 {
+            "MET"
+        } else {
+            "MISSED"
+        };
+        let _ = std::fmt::Write::write_fmt(
+            &mut table,
+            format_args!("  {:<7} framework_per_message / (f): {median:.3} [{mark}]\n", size_label(size)),
+        );
+        all.insert(size.to_string(), json!({"median_ratio": median, "ratios": ratios}));
+    }
+    (table, Value::Object(all))
 }
 
 /// Producer throughput: kafka-runtime's shared producer against raw rdkafka with the same
@@ -533,6 +583,7 @@ async fn latency(variant: Variant, o: &Options, config: &Path, round: usize) -> 
         group: &group,
         config,
         extra: &o.latency_extra(),
+        worker_args: &[],
         timeout: Duration::from_secs(120),
     };
     let consumed = variants::consume(variant, &consume).await;
@@ -576,6 +627,7 @@ fn child(args: &[String]) -> Result<(), String> {
             group: &group,
             config: &config,
             extra: &[],
+            worker_args: &[],
             timeout: Duration::from_secs(900),
         };
         variants::consume(variant, &consume).await

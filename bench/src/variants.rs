@@ -89,6 +89,8 @@ pub struct Consume<'a> {
     pub config: &'a Path,
     /// Settings beyond [`CONSUMER_SETTINGS`], also in `config` for the framework.
     pub extra: &'a [(&'a str, &'a str)],
+    /// Options added to the framework's `start-consumer` command line.
+    pub worker_args: &'a [&'a str],
     /// How long the whole consume may take before it is reported as failed.
     pub timeout: Duration,
 }
@@ -103,8 +105,8 @@ pub async fn consume(variant: Variant, run: &Consume<'_>) -> Result<(), String> 
     }
 }
 
-async fn framework(worker: &str, run: &Consume<'_>) -> Result<(), String> {
-    let args = [
+pub async fn framework(worker: &str, run: &Consume<'_>) -> Result<(), String> {
+    let mut args = vec![
         "kafka-bench",
         "-c",
         run.config.to_str().ok_or("config path is not UTF-8")?,
@@ -118,8 +120,10 @@ async fn framework(worker: &str, run: &Consume<'_>) -> Result<(), String> {
         "--consumer-group",
         run.group,
     ];
+    args.extend(run.worker_args);
+    let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
     let shutdown = Shutdown::new();
-    let mut task = tokio::spawn(kafka_runtime::run_with_args(args.map(str::to_owned), shutdown.clone()));
+    let mut task = tokio::spawn(kafka_runtime::run_with_args(args, shutdown.clone()));
     let reached = tokio::select! {
         reached = probe::wait_done(run.timeout) => reached,
         ended = &mut task => {
