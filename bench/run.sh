@@ -11,8 +11,8 @@
 # target/, runs everything and stops the broker whatever happens.
 #
 # Output: the table on stdout; bench/results/latest.json and bench/results/throughput.png
-# (a smoke run writes bench/results/smoke.json and smoke-throughput.png instead, so it never
-# replaces the results of a full run).
+# (a smoke run writes smoke.json and smoke-throughput.png, a run with --only partial.json and
+# partial-throughput.png instead, so neither ever replaces the results of a full run).
 #
 # Environment:
 #   KAFKA_BROKERS  use this broker instead of starting Tansu

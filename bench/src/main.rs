@@ -460,10 +460,19 @@ async fn run(o: Options) -> Result<(), String> {
             root.insert("per_message_to_ceiling".into(), ceiling_json);
         }
     }
-    let json_path = o.out_dir.join(if o.smoke { "smoke.json" } else { "latest.json" });
+    // A smoke or partial (--only) run never replaces the results of a full run.
+    let name = if o.smoke {
+        "smoke"
+    } else if o.only.is_some() {
+        "partial"
+    } else {
+        "latest"
+    };
+    let json_path = o.out_dir.join(format!("{name}.json"));
     std::fs::write(&json_path, serde_json::to_string_pretty(&json).unwrap() + "\n")
         .map_err(|e| format!("{}: {e}", json_path.display()))?;
-    let png_path = o.out_dir.join(if o.smoke { "smoke-throughput.png" } else { "throughput.png" });
+    let png_path =
+        o.out_dir.join(if name == "latest" { "throughput.png".into() } else { format!("{name}-throughput.png") });
     match report::plot(&results, &png_path) {
         Ok(()) => log(format!("wrote {} and {}", json_path.display(), png_path.display())),
         Err(err) => return Err(format!("plot {}: {err}", png_path.display())),

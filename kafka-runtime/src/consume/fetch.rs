@@ -52,8 +52,8 @@ pub(crate) struct Fetcher {
     shared_events: Arc<AtomicBool>,
     /// The blocking task serving the shared queue, while it runs.
     serving: Option<JoinHandle<()>>,
-    /// Partitions paused by the worker (a message waiting for its next try): none of their
-    /// messages is handed out until they are resumed.
+    /// Partitions paused (a message waiting for its next try) or held (a full lane) by the
+    /// worker: none of their messages is handed out until they are resumed or released.
     paused: Vec<(String, i32)>,
     /// Buffered messages of paused partitions, in order.
     parked: Vec<NativeMessage>,
@@ -389,6 +389,32 @@ impl Fetcher {
     /// [`resume`](Self::resume): a message of it waits for its next try.
     pub(crate) fn pause(&mut self, topic: &str, partition: i32) {
         self.pause_in_librdkafka(topic, partition, true);
+        self.park(topic, partition);
+    }
+
+    /// Hands the partition's messages out again, the parked ones first.
+    pub(crate) fn resume(&mut self, topic: &str, partition: i32) {
+        self.pause_in_librdkafka(topic, partition, false);
+        for message in self.unpark(topic, partition).into_iter().rev() {
+            self.buffered.push_front(message);
+        }
+    }
+
+    /// Hands out no more messages of this partition until [`release`](Self::release), while
+    /// librdkafka goes on fetching it (up to its queue limits): the worker has enough of it
+    /// for now, and wants the other partitions' messages.
+    pub(crate) fn hold(&mut self, topic: &str, partition: i32) {
+        self.park(topic, partition);
+    }
+
+    /// Hands the partition's parked messages out again, after those already buffered.
+    pub(crate) fn release(&mut self, topic: &str, partition: i32) {
+        let mine = self.unpark(topic, partition);
+        self.buffered.extend(mine);
+    }
+
+    /// Moves the partition's buffered messages to `parked`, and skips its queue in `refill`.
+    fn park(&mut self, topic: &str, partition: i32) {
         self.paused.push((topic.to_owned(), partition));
         let buffered = std::mem::take(&mut self.buffered);
         for message in buffered {
@@ -400,17 +426,14 @@ impl Fetcher {
         }
     }
 
-    /// Hands the partition's messages out again, the parked ones first.
-    pub(crate) fn resume(&mut self, topic: &str, partition: i32) {
-        self.pause_in_librdkafka(topic, partition, false);
+    /// Takes the partition's parked messages back, in order, and reads its queue again.
+    fn unpark(&mut self, topic: &str, partition: i32) -> Vec<NativeMessage> {
         self.paused.retain(|(t, p)| !(*p == partition && t == topic));
         let parked = std::mem::take(&mut self.parked);
         let (mine, others): (Vec<_>, Vec<_>) =
             parked.into_iter().partition(|m| m.fields().partition == partition && m.topic() == topic);
         self.parked = others;
-        for message in mine.into_iter().rev() {
-            self.buffered.push_front(message);
-        }
+        mine
     }
 
     /// Partitions revoked since the last call whose messages the worker may hold: the paused

@@ -83,6 +83,18 @@ impl TopicStream {
         self.fetcher.resume(&topic, receipt.partition);
     }
 
+    /// Hands out nothing more of the receipt's partition until [`release`](Self::release),
+    /// without stopping librdkafka's prefetch.
+    pub(crate) fn hold(&mut self, receipt: &Receipt) {
+        let topic = self.offsets.topic(receipt).to_owned();
+        self.fetcher.hold(&topic, receipt.partition);
+    }
+
+    pub(crate) fn release(&mut self, receipt: &Receipt) {
+        let topic = self.offsets.topic(receipt).to_owned();
+        self.fetcher.release(&topic, receipt.partition);
+    }
+
     /// Partitions taken away since the last call whose messages the worker may hold, as
     /// `(topic, partition)`: the paused ones, or all after
     /// [`report_every_revoke`](Self::report_every_revoke).

@@ -3,7 +3,8 @@
 //! - **Lanes** keep the order `ordering` asks for: one lane per partition (`partition`), per
 //!   key (`key`; messages without a key take their partition's lane), or none (`none`). A
 //!   lane runs one message at a time, in offset order; a message whose lane is busy waits in
-//!   the lane's backlog. A lane whose backlog fills up pauses its partition, so a slow
+//!   the lane's backlog. A lane whose backlog fills up holds its partition back (its
+//!   buffered messages are set aside, librdkafka goes on prefetching it), so a slow
 //!   partition never takes the room the others need.
 //! - **Offsets** stay exact: each partition's handed-out messages are tracked in offset
 //!   order, and an offset is stored only once it and every earlier one are done.
@@ -28,6 +29,9 @@ use crate::error::panic_message;
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
 use crate::worker::handler::MessageHandler;
+
+/// How many messages a partition lane keeps waiting before it holds its partition back.
+const PARTITION_BACKLOG: usize = 8;
 
 /// What a handler call gives: its result, or the panic it raised.
 type Outcome = Result<Result<(), WorkerError>, Box<dyn std::any::Any + Send>>;
@@ -125,8 +129,8 @@ struct Queued {
 struct Lane {
     busy: bool,
     backlog: VecDeque<Queued>,
-    /// The partition this lane paused when its backlog filled up.
-    paused: Option<Receipt>,
+    /// The partition this lane holds back (see `Lanes::hold_if_full`).
+    holding: Option<Receipt>,
 }
 
 /// One partition: its lane (with `ordering = partition`, and for messages without a key with
@@ -138,13 +142,15 @@ struct Track {
     receipt: Option<Receipt>,
     lane: Lane,
     outstanding: VecDeque<(i64, bool)>,
-    /// Lanes that paused this partition.
-    paused_by: u32,
+    /// Lanes that hold this partition back.
+    held_by: u32,
 }
 
 struct Lanes {
     ordering: Ordering,
     max_in_flight: usize,
+    /// A lane with this many messages waiting holds its partition back.
+    backlog_limit: usize,
     /// Tracks by topic index, then partition.
     tracks: Vec<Vec<Track>>,
     keys: HashMap<u64, Lane, BuildHasherDefault<Prehashed>>,
@@ -160,9 +166,17 @@ struct Lanes {
 
 impl Lanes {
     fn new(ordering: Ordering, max_in_flight: usize) -> Self {
+        let max_in_flight = max_in_flight.max(1);
         Self {
             ordering,
-            max_in_flight: max_in_flight.max(1),
+            max_in_flight,
+            // A partition lane needs only a few waiting messages to never run dry; more would
+            // keep the other partitions' messages behind them. A key lane shares its
+            // partition with other keys: it holds the partition back only when very full.
+            backlog_limit: match ordering {
+                Ordering::Partition => PARTITION_BACKLOG.min(max_in_flight),
+                Ordering::Key | Ordering::None => max_in_flight,
+            },
             tracks: Vec::new(),
             keys: HashMap::default(),
             queued: 0,
@@ -247,15 +261,17 @@ impl Lanes {
         }
         self.track(&receipt).outstanding.push_back((receipt.offset, false));
         self.queued += 1;
-        let max_backlog = self.max_in_flight;
+        let limit = self.backlog_limit;
         let lane = self.lane(id, &receipt).expect("a busy lane exists");
         lane.backlog.push_back(Queued { message, receipt });
-        if lane.backlog.len() >= max_backlog && lane.paused.is_none() {
-            lane.paused = Some(receipt);
+        if lane.backlog.len() >= limit && lane.holding.is_none() {
+            // Enough of this partition for now: its other buffered messages are set aside,
+            // so those of the other partitions (and the next batch of them) come first.
+            lane.holding = Some(receipt);
             let track = self.track(&receipt);
-            track.paused_by += 1;
-            if track.paused_by == 1 {
-                stream.pause(&receipt);
+            track.held_by += 1;
+            if track.held_by == 1 {
+                stream.hold(&receipt);
             }
         }
     }
@@ -355,7 +371,7 @@ impl Lanes {
         let Some(lane) = self.existing_lane(id) else { return };
         lane.busy = false;
         if lane.backlog.is_empty() {
-            self.release(stream, id);
+            self.idle(stream, id);
         } else if starting {
             self.run_backlog(stream, slots, jobs, call, id);
         } else {
@@ -382,7 +398,7 @@ impl Lanes {
                 return;
             }
             if lane.backlog.is_empty() {
-                self.release(stream, id);
+                self.idle(stream, id);
                 return;
             }
             if failed || !slots.has_room() {
@@ -390,24 +406,31 @@ impl Lanes {
                 return;
             }
             let next = lane.backlog.pop_front().expect("not empty");
+            let low = lane.backlog.len() <= self.backlog_limit / 2;
             self.queued -= 1;
+            if low {
+                self.release(stream, id);
+            }
             self.start(stream, slots, jobs, call, next, id, true);
         }
     }
 
-    /// An idle lane with an empty backlog: resumes the partition it paused, and forgets a key
-    /// lane.
-    fn release(&mut self, stream: &mut TopicStream, id: LaneId) {
-        let paused = self.existing_lane(id).and_then(|lane| lane.paused.take());
-        if let Some(paused) = paused {
-            let track = self.track(&paused);
-            track.paused_by = track.paused_by.saturating_sub(1);
-            if track.paused_by == 0 {
-                stream.resume(&paused);
-            }
-        }
+    /// A lane that ran out of messages: no longer holds its partition back, and a key lane is
+    /// forgotten.
+    fn idle(&mut self, stream: &mut TopicStream, id: LaneId) {
+        self.release(stream, id);
         if let LaneId::Key(key) = id {
             self.keys.remove(&key);
+        }
+    }
+
+    /// The lane's backlog is down to half its limit: its partition's messages may come again.
+    fn release(&mut self, stream: &mut TopicStream, id: LaneId) {
+        let Some(held) = self.existing_lane(id).and_then(|lane| lane.holding.take()) else { return };
+        let track = self.track(&held);
+        track.held_by = track.held_by.saturating_sub(1);
+        if track.held_by == 0 {
+            stream.release(&held);
         }
     }
 
@@ -468,8 +491,8 @@ impl Lanes {
             let before = lane.backlog.len();
             lane.backlog.retain(|q| !gone(&q.receipt));
             dropped += before - lane.backlog.len();
-            if lane.paused.is_some_and(|r| gone(&r)) {
-                lane.paused = None;
+            if lane.holding.is_some_and(|r| gone(&r)) {
+                lane.holding = None;
             }
         }
         self.keys.retain(|_, lane| lane.busy || !lane.backlog.is_empty());
