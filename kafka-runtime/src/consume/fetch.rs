@@ -170,12 +170,14 @@ impl Fetcher {
     }
 
     /// See [`TopicStream::defer_events`](super::TopicStream::defer_events).
+    #[inline]
     pub(crate) fn defer_events(&mut self, defer: bool) {
         self.defer_events = defer;
     }
 
     /// True while the shared queue has events to serve, or is being served: the next
     /// `poll_next` serves them first.
+    #[inline]
     pub(crate) fn events_pending(&self) -> bool {
         self.serving.is_some() || self.has_shared_events()
     }
@@ -440,6 +442,11 @@ impl Fetcher {
     /// ones, or all after [`report_every_revoke`](Self::report_every_revoke).
     pub(crate) fn take_revoked_held(&mut self) -> Vec<(String, i32)> {
         std::mem::take(&mut self.revoked_held)
+    }
+
+    #[inline]
+    pub(crate) fn has_revoked_held(&self) -> bool {
+        !self.revoked_held.is_empty()
     }
 
     /// From now on, [`take_revoked_held`](Self::take_revoked_held) reports every revoked

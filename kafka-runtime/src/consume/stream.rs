@@ -102,6 +102,11 @@ impl TopicStream {
         self.fetcher.take_revoked_held()
     }
 
+    #[inline]
+    pub(crate) fn has_revoked_held(&self) -> bool {
+        self.fetcher.has_revoked_held()
+    }
+
     pub(crate) fn report_every_revoke(&mut self) {
         self.fetcher.report_every_revoke();
     }
@@ -109,6 +114,7 @@ impl TopicStream {
     /// True while rebalances or errors wait to be served by the next [`next`](Self::next):
     /// a worker with messages in flight finishes them first, so that they are committed
     /// before their partitions are given up.
+    #[inline]
     pub(crate) fn events_pending(&self) -> bool {
         self.fetcher.events_pending()
     }
@@ -121,6 +127,7 @@ impl TopicStream {
     /// While set, `next` never serves the events (rebalances, errors): it hands out messages,
     /// or waits. A worker with messages in flight sets it, and clears it once they are done,
     /// so that a rebalance is served, and committed, only after them.
+    #[inline]
     pub(crate) fn defer_events(&mut self, defer: bool) {
         self.fetcher.defer_events(defer);
     }

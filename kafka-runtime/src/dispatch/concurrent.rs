@@ -77,6 +77,18 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
             continue;
         }
         stream.defer_events(!idle);
+        if idle {
+            // Nothing runs, so nothing can finish: wait for the next message alone. (A
+            // handler that does not wait always comes here, at the sequential loop's cost.)
+            match stream.next().await {
+                None => ended = true,
+                Some(message) => {
+                    let Some(receipt) = stream.defer() else { continue };
+                    lanes.arrived(&mut stream, &mut slots, &mut jobs, &call, message, receipt);
+                }
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             (index, outcome) = std::future::poll_fn(|cx| slots.poll_finished(cx)), if !slots.is_idle() => {
@@ -158,6 +170,8 @@ struct Lanes {
     queued: usize,
     /// Messages in slots.
     running: usize,
+    /// Messages in the tracks' `outstanding`, all partitions together.
+    tracked: usize,
     /// Lanes left idle with a backlog while a rebalance was pending.
     stalled: Vec<LaneId>,
     /// The first failure, which stops the worker.
@@ -181,6 +195,7 @@ impl Lanes {
             keys: HashMap::default(),
             queued: 0,
             running: 0,
+            tracked: 0,
             stalled: Vec::new(),
             failure: None,
         }
@@ -191,6 +206,7 @@ impl Lanes {
         self.queued + self.running
     }
 
+    #[inline]
     fn track(&mut self, receipt: &Receipt) -> &mut Track {
         let topic = receipt.topic_index();
         if self.tracks.len() <= topic {
@@ -202,15 +218,28 @@ impl Lanes {
             partitions.resize_with(partition + 1, Track::default);
         }
         let track = &mut partitions[partition];
-        track.receipt.get_or_insert(*receipt);
+        if track.receipt.is_none() {
+            track.receipt = Some(*receipt);
+        }
         track
     }
 
+    /// Adds a handed-out message to its partition's tracking order.
+    fn track_handed_out(&mut self, receipt: &Receipt) {
+        self.track(receipt).outstanding.push_back((receipt.offset, false));
+        self.tracked += 1;
+    }
+
+    #[inline]
     fn lane_of(&self, message: &Message, receipt: &Receipt) -> LaneId {
-        match (self.ordering, message.key()) {
-            (Ordering::None, _) => LaneId::Free,
-            (Ordering::Key, Some(key)) => LaneId::Key(hash(key)),
-            (Ordering::Partition | Ordering::Key, _) => LaneId::Partition(receipt.topic_index(), receipt.partition),
+        let by_key = match self.ordering {
+            Ordering::None => return LaneId::Free,
+            Ordering::Key => message.key().map(hash),
+            Ordering::Partition => None,
+        };
+        match by_key {
+            Some(key) => LaneId::Key(key),
+            None => LaneId::Partition(receipt.topic_index(), receipt.partition),
         }
     }
 
@@ -248,18 +277,29 @@ impl Lanes {
         F: std::future::Future<Output = Outcome>,
     {
         let id = self.lane_of(&message, &receipt);
-        // Looked up without creating it: a key lane exists only while it is busy. A lane with
-        // a backlog (left waiting while a rebalance was pending) keeps its order too.
-        let busy = self.existing_lane(id).is_some_and(|lane| lane.busy || !lane.backlog.is_empty());
+        if self.tracked == 0 {
+            // Nothing is running or waiting anywhere (both are tracked): its lane is free and no
+            // earlier message of its partition is pending. The common case, looked up nowhere.
+            self.start(stream, slots, jobs, call, Queued { message, receipt }, id, false);
+            return;
+        }
+        let track = self.track(&receipt);
+        let tracked = !track.outstanding.is_empty();
+        // A lane with a backlog (left waiting while a rebalance was pending) keeps its order.
+        let busy = match id {
+            LaneId::Partition(..) => track.lane.busy || !track.lane.backlog.is_empty(),
+            // Looked up without creating it: a key lane exists only while it is busy.
+            LaneId::Key(key) => self.keys.get(&key).is_some_and(|lane| lane.busy || !lane.backlog.is_empty()),
+            LaneId::Free => false,
+        };
         if !busy {
-            let tracked = !self.track(&receipt).outstanding.is_empty();
             if tracked {
-                self.track(&receipt).outstanding.push_back((receipt.offset, false));
+                self.track_handed_out(&receipt);
             }
             self.start(stream, slots, jobs, call, Queued { message, receipt }, id, tracked);
             return;
         }
-        self.track(&receipt).outstanding.push_back((receipt.offset, false));
+        self.track_handed_out(&receipt);
         self.queued += 1;
         let limit = self.backlog_limit;
         let lane = self.lane(id, &receipt).expect("a busy lane exists");
@@ -280,6 +320,7 @@ impl Lanes {
     /// its partition's tracking order already. A message that finishes at once is accounted
     /// for at once, and its lane stays free; one that waits makes its lane busy.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn start<F>(
         &mut self,
         stream: &mut TopicStream,
@@ -299,13 +340,13 @@ impl Lanes {
             Ok(Ok(Ok(()))) if !tracked => stream.store(&receipt),
             Ok(outcome) => {
                 if !tracked {
-                    self.track(&receipt).outstanding.push_back((receipt.offset, false));
+                    self.track_handed_out(&receipt);
                 }
                 self.record(stream, &receipt, outcome);
             }
             Err(index) => {
                 if !tracked {
-                    self.track(&receipt).outstanding.push_back((receipt.offset, false));
+                    self.track_handed_out(&receipt);
                 }
                 if let Some(lane) = self.lane(id, &receipt) {
                     lane.busy = true;
@@ -333,10 +374,13 @@ impl Lanes {
                     outstanding[index].1 = true;
                 }
                 let mut highest = None;
+                let mut done = 0;
                 while let Some(&(offset, true)) = outstanding.front() {
                     highest = Some(offset);
                     outstanding.pop_front();
+                    done += 1;
                 }
+                self.tracked -= done;
                 if let Some(offset) = highest {
                     stream.store(&receipt.at_offset(offset));
                 }
@@ -473,17 +517,22 @@ impl Lanes {
     /// Drops what is queued and tracked of partitions taken away: their new owner reads those
     /// messages again from the last commit. None of them runs: a rebalance is served only
     /// once nothing runs.
+    #[inline]
     fn forget_revoked(&mut self, stream: &mut TopicStream) {
-        let revoked = stream.take_revoked_held();
-        if revoked.is_empty() {
-            return;
+        if stream.has_revoked_held() {
+            self.forget(stream);
         }
+    }
+
+    fn forget(&mut self, stream: &mut TopicStream) {
+        let revoked = stream.take_revoked_held();
         let gone =
             |receipt: &Receipt| revoked.iter().any(|(t, p)| receipt.partition == *p && stream.topic(receipt) == t);
         let mut dropped = 0;
         for track in self.tracks.iter_mut().flatten() {
             if track.receipt.is_some_and(|r| gone(&r)) {
                 dropped += track.lane.backlog.len();
+                self.tracked -= track.outstanding.len();
                 *track = Track::default();
             }
         }

@@ -60,17 +60,20 @@ impl<F: Future> Slots<F> {
         Self { slots, free: (0..capacity).rev().collect(), woken, to_poll: Vec::new() }
     }
 
+    #[inline]
     pub(crate) fn has_room(&self) -> bool {
         !self.free.is_empty()
     }
 
     /// True when no future is in flight.
+    #[inline]
     pub(crate) fn is_idle(&self) -> bool {
         self.free.len() == self.slots.len()
     }
 
     /// Starts `future` in a free slot (the caller checked [`has_room`](Self::has_room)) and
     /// polls it once: its output if it finished, else the slot it waits in.
+    #[inline]
     pub(crate) fn start(&mut self, future: F) -> Result<F::Output, usize> {
         let index = self.free.pop().expect("start is called only with room");
         let slot = &mut self.slots[index];
@@ -105,6 +108,7 @@ impl<F: Future> Slots<F> {
 
 /// Polls a slot's future with the slot's own waker; an empty slot (woken after its future
 /// finished) stays pending. A finished future is dropped at once.
+#[inline]
 fn poll_slot<F: Future>(slot: &mut Slot<F>) -> Poll<F::Output> {
     let Some(future) = slot.future.as_mut().as_pin_mut() else { return Poll::Pending };
     let output = std::task::ready!(future.poll(&mut Context::from_waker(&slot.waker)));
