@@ -15,9 +15,10 @@
 //!   nothing allocated: the loop then costs about what the sequential one does.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::pin::Pin;
 
 use futures_util::FutureExt as _;
 
@@ -36,28 +37,55 @@ const PARTITION_BACKLOG: usize = 8;
 /// What a handler call gives: its result, or the panic it raised.
 type Outcome = Result<Result<(), WorkerError>, Box<dyn std::any::Any + Send>>;
 
-/// Runs `handler` on the messages of `stream`, up to `max_in_flight` at once, until shutdown
-/// or the first failure. After a failure nothing more starts, the running messages finish,
-/// and the worker stops with the failed message uncommitted.
-pub(crate) async fn run<H: MessageHandler<Args>, Args>(
-    handler: Arc<H>,
-    mut stream: TopicStream,
-    ctx: WorkerContext,
-) -> Result<(), WorkerError> {
+/// The call the sequential loop handed over: the first that waited, still running.
+pub(crate) struct FirstCall<'a, F> {
+    pub(crate) call: Pin<&'a mut F>,
+    pub(crate) receipt: Receipt,
+    /// Its key's hash, with `ordering = key`.
+    pub(crate) key: Option<u64>,
+}
+
+/// A key's lane, for [`FirstCall::key`].
+pub(crate) fn key_hash(message: &Message) -> Option<u64> {
+    message.key().map(hash)
+}
+
+/// Runs `handler` on the messages of `stream`, up to `max_in_flight` at once, from the call
+/// the sequential loop handed over (`first`) until shutdown or the first failure. After a
+/// failure nothing more starts, the running messages finish, and the worker stops with the
+/// failed message uncommitted.
+pub(crate) async fn run<H: MessageHandler<Args>, Args, F>(
+    handler: &H,
+    stream: &mut TopicStream,
+    ctx: &WorkerContext,
+    first: FirstCall<'_, F>,
+) -> Result<(), WorkerError>
+where
+    F: Future<Output = Result<(), WorkerError>>,
+{
     let concurrency = &ctx.worker().concurrency;
     let mut lanes = Lanes::new(concurrency.ordering.value, concurrency.max_in_flight.value);
     stream.report_every_revoke();
-    let (handler, ctx) = (&*handler, &ctx);
     let call = |message: Message| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
     let mut slots = Slots::new(lanes.max_in_flight, &call);
     let mut jobs: Vec<Option<Job>> = (0..lanes.max_in_flight).map(|_| None).collect();
+    // The handed-over call runs beside the slots, in its lane, until it finishes.
+    let first_job = Job { receipt: first.receipt, lane: lanes.lane_for(first.key, &first.receipt) };
+    lanes.track_handed_out(&first.receipt);
+    if let Some(lane) = lanes.lane(first_job.lane, &first.receipt) {
+        lane.busy = true;
+    }
+    lanes.running += 1;
+    let mut first = Some(AssertUnwindSafe(first.call).catch_unwind());
+    // Its room in the slots, so that it counts against `max_in_flight`.
+    let first_slot = slots.reserve();
     let mut ended = false;
     loop {
-        lanes.forget_revoked(&mut stream);
+        lanes.forget_revoked(stream);
         let events = stream.events_pending();
         let going = !ended && lanes.failure.is_none();
         if going && !events && !lanes.stalled.is_empty() {
-            lanes.restart_stalled(&mut stream, &mut slots, &mut jobs, &call);
+            lanes.restart_stalled(stream, &mut slots, &mut jobs, &call);
         }
         let idle = slots.is_idle();
         if idle && !going {
@@ -78,34 +106,42 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
         }
         stream.defer_events(!idle);
         if idle {
-            // Nothing runs, so nothing can finish: wait for the next message alone. (A
-            // handler that does not wait always comes here, at the sequential loop's cost.)
+            // Nothing runs, so nothing can finish: wait for the next message alone.
             match stream.next().await {
                 None => ended = true,
                 Some(message) => {
                     let Some(receipt) = stream.defer() else { continue };
-                    lanes.arrived(&mut stream, &mut slots, &mut jobs, &call, message, receipt);
+                    lanes.arrived(stream, &mut slots, &mut jobs, &call, message, receipt);
                 }
             }
             continue;
         }
-        tokio::select! {
+        let (job, outcome) = tokio::select! {
             biased;
+            outcome = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
+                first = None;
+                slots.give_back(first_slot);
+                (first_job, outcome)
+            }
             (index, outcome) = std::future::poll_fn(|cx| slots.poll_finished(cx)), if !slots.is_idle() => {
                 let Some(job) = jobs[index].take() else { continue };
-                lanes.finished(&mut stream, job, outcome);
-                let starting = !stream.events_pending() && lanes.failure.is_none() && !ended;
-                lanes.lane_free(&mut stream, &mut slots, &mut jobs, &call, job.lane, starting);
+                (job, outcome)
             }
-            next = stream.next(), if reading => match next {
-                None => ended = true,
-                Some(message) => {
-                    // This loop stores offsets itself, once each message is done.
-                    let Some(receipt) = stream.defer() else { continue };
-                    lanes.arrived(&mut stream, &mut slots, &mut jobs, &call, message, receipt);
+            next = stream.next(), if reading => {
+                match next {
+                    None => ended = true,
+                    Some(message) => {
+                        // This loop stores offsets itself, once each message is done.
+                        let Some(receipt) = stream.defer() else { continue };
+                        lanes.arrived(stream, &mut slots, &mut jobs, &call, message, receipt);
+                    }
                 }
-            },
-        }
+                continue;
+            }
+        };
+        lanes.finished(stream, job, outcome);
+        let starting = !stream.events_pending() && lanes.failure.is_none() && !ended;
+        lanes.lane_free(stream, &mut slots, &mut jobs, &call, job.lane, starting);
     }
     match lanes.failure.take() {
         Some(failure) => Err(WorkerError::msg(failure)),
@@ -232,14 +268,20 @@ impl Lanes {
 
     #[inline]
     fn lane_of(&self, message: &Message, receipt: &Receipt) -> LaneId {
-        let by_key = match self.ordering {
-            Ordering::None => return LaneId::Free,
+        let key = match self.ordering {
             Ordering::Key => message.key().map(hash),
-            Ordering::Partition => None,
+            Ordering::Partition | Ordering::None => None,
         };
-        match by_key {
-            Some(key) => LaneId::Key(key),
-            None => LaneId::Partition(receipt.topic_index(), receipt.partition),
+        self.lane_for(key, receipt)
+    }
+
+    /// The lane of a message of `receipt`'s partition whose key hashes to `key`.
+    #[inline]
+    fn lane_for(&self, key: Option<u64>, receipt: &Receipt) -> LaneId {
+        match (self.ordering, key) {
+            (Ordering::None, _) => LaneId::Free,
+            (Ordering::Key, Some(key)) => LaneId::Key(key),
+            _ => LaneId::Partition(receipt.topic_index(), receipt.partition),
         }
     }
 
@@ -274,7 +316,7 @@ impl Lanes {
         message: Message,
         receipt: Receipt,
     ) where
-        F: std::future::Future<Output = Outcome>,
+        F: Future<Output = Outcome>,
     {
         let id = self.lane_of(&message, &receipt);
         if self.tracked == 0 {
@@ -331,7 +373,7 @@ impl Lanes {
         id: LaneId,
         tracked: bool,
     ) where
-        F: std::future::Future<Output = Outcome>,
+        F: Future<Output = Outcome>,
     {
         let receipt = queued.receipt;
         match slots.start(call(queued.message)) {
@@ -410,7 +452,7 @@ impl Lanes {
         id: LaneId,
         starting: bool,
     ) where
-        F: std::future::Future<Output = Outcome>,
+        F: Future<Output = Outcome>,
     {
         let Some(lane) = self.existing_lane(id) else { return };
         lane.busy = false;
@@ -433,7 +475,7 @@ impl Lanes {
         call: &impl Fn(Message) -> F,
         id: LaneId,
     ) where
-        F: std::future::Future<Output = Outcome>,
+        F: Future<Output = Outcome>,
     {
         loop {
             let failed = self.failure.is_some();
@@ -505,7 +547,7 @@ impl Lanes {
         jobs: &mut [Option<Job>],
         call: &impl Fn(Message) -> F,
     ) where
-        F: std::future::Future<Output = Outcome>,
+        F: Future<Output = Outcome>,
     {
         let mut stalled = std::mem::take(&mut self.stalled);
         stalled.dedup();

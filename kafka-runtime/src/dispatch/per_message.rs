@@ -1,12 +1,18 @@
 //! The per-message loop: one message at a time, each handed to the handler, its offset stored
-//! once the handler returns `Ok`. With `max_in_flight` above 1, `concurrent::run` runs
-//! several at once; under a failure policy, `failure::run` runs them one at a time.
+//! once the handler returns `Ok`. With `max_in_flight` above 1, the first handler call that
+//! waits hands the worker over to `concurrent::run`, which runs several at once; a handler
+//! that never waits stays here, at the cost of one loop. Under a failure policy,
+//! `failure::run` runs messages one at a time.
 
+use std::future::Future as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures_util::FutureExt as _;
 
+use super::concurrent;
+use crate::config::Ordering;
 use crate::consume::TopicStream;
 use crate::error::panic_message;
 use crate::worker::context::WorkerContext;
@@ -31,21 +37,37 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
         }
         return super::failure::run(handler, stream, ctx).await;
     }
-    if worker.concurrency.max_in_flight.value > 1 {
-        return super::concurrent::run(handler, stream, ctx).await;
-    }
+    let concurrent = worker.concurrency.max_in_flight.value > 1;
+    let by_key = worker.concurrency.ordering.value == Ordering::Key;
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
     let handled = AssertUnwindSafe(async {
         while let Some(message) = stream.next().await {
-            handler.call(message, &ctx).await?;
+            let key = if concurrent && by_key { concurrent::key_hash(&message) } else { None };
+            let mut call = std::pin::pin!(handler.call(message, &ctx));
+            if !concurrent {
+                call.await?;
+                continue;
+            }
+            // Polled once by hand: while the handler never waits, one message at a time is
+            // the fastest there is. The first call that waits hands the worker over to the
+            // concurrent loop, this call still running, for good.
+            if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                done?;
+                continue;
+            }
+            let Some(receipt) = stream.defer() else { return Ok(None) };
+            let first = concurrent::FirstCall { call, receipt, key };
+            // Its failures name their messages already.
+            return Ok(Some(concurrent::run(&*handler, &mut stream, &ctx, first).await));
         }
-        Ok::<_, WorkerError>(())
+        Ok::<_, WorkerError>(None)
     })
     .catch_unwind()
     .await;
     let failure = match handled {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Ok(Some(concurrent))) => return concurrent,
         Ok(Err(err)) => format!("handler failed{}: {err}", at(&stream)),
         Err(panic) => format!("handler panicked{}: {}", at(&stream), panic_message(&*panic)),
     };

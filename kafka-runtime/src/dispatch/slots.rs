@@ -71,6 +71,16 @@ impl<F: Future> Slots<F> {
         self.free.len() == self.slots.len()
     }
 
+    /// Takes a free slot (there is one) for a future that runs elsewhere, so that it counts
+    /// against the capacity; [`give_back`](Self::give_back) returns it.
+    pub(crate) fn reserve(&mut self) -> usize {
+        self.free.pop().expect("reserve is called only with room")
+    }
+
+    pub(crate) fn give_back(&mut self, index: usize) {
+        self.free.push(index);
+    }
+
     /// Starts `future` in a free slot (the caller checked [`has_room`](Self::has_room)) and
     /// polls it once: its output if it finished, else the slot it waits in.
     #[inline]
