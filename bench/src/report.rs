@@ -250,8 +250,16 @@ pub fn render(r: &Results) -> (String, Value) {
                 per_size.insert(variant.key().into(), rust_row_json(r, size, variant, &row));
             }
             if variant == Variant::Stream {
-                let _ = writeln!(t, "{:<7} {:<38} n/a (not implemented)", size_label(size), "(c) framework batch");
-                per_size.insert("framework_batch".into(), json!("n/a (not implemented)"));
+                let _ = writeln!(
+                    t,
+                    "{:<7} {:<38} not measured yet (the benchmark does not run the batch worker)",
+                    size_label(size),
+                    "(c) framework batch"
+                );
+                per_size.insert(
+                    "framework_batch".into(),
+                    json!("not measured yet (the benchmark does not run the batch worker)"),
+                );
             }
         }
         if let Some(row) = rust_row(r, size, Variant::Raw) {

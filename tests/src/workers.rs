@@ -121,8 +121,8 @@ pub async fn keep(mut topic: TopicStream) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Per-message handler that fails the first 3 tries of every message whose payload starts
-/// with `flaky`, and records every try (failed ones with the payload `failed:<payload>`).
+/// Per-message handler that fails the first 3 tries (the app setting `flaky_tries`) of every
+/// message whose payload starts with `flaky`, and records every try (failed ones with the payload `failed:<payload>`).
 #[kafka_worker(name = "it_flaky")]
 pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     use std::collections::HashMap;
@@ -136,7 +136,8 @@ pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> 
         *tries += 1;
         *tries
     };
-    if payload.starts_with("flaky") && tries <= 3 {
+    let failing: u32 = ctx.setting("flaky_tries").transpose()?.unwrap_or(3);
+    if payload.starts_with("flaky") && tries <= failing {
         record_as(&ctx, &msg, format!("failed:{payload}"));
         return Err(format!("{payload} is not ready yet (try {tries})").into());
     }
