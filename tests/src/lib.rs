@@ -240,6 +240,34 @@ pub async fn gate_opened() {
     let _ = gate().subscribe().wait_for(|open| *open).await;
 }
 
+/// A config.json with the app settings `app` and one worker entry, `keys` added to it; its
+/// path as a string.
+pub fn one_worker_config(
+    app: serde_json::Value,
+    worker: &str,
+    topic: &str,
+    group: &str,
+    keys: serde_json::Value,
+) -> String {
+    let mut entry = serde_json::json!({"name": worker, "group": group, "topics": [topic]});
+    for (key, value) in keys.as_object().expect("keys is an object") {
+        entry[key] = value.clone();
+    }
+    let mut json = app;
+    json["kafka"] = serde_json::json!({
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [entry]}
+    });
+    write_config(json).display().to_string()
+}
+
+/// The value of the first header `name` of a message read back, as text.
+pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let headers = message.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| std::str::from_utf8(v).expect("UTF-8"))
+}
+
 /// Writes a config.json for a test, with settings that make groups join fast.
 pub fn write_config(json: serde_json::Value) -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}.json", unique("kafka-it-config")));

@@ -12,6 +12,19 @@ fn record(ctx: &WorkerContext, msg: &Message) {
     record_as(ctx, msg, msg.payload_str().unwrap_or("<binary>").to_owned());
 }
 
+/// Records a value that does not come with its message's place: the consumer's topics stand
+/// for the topic, and partition and offset are -1.
+fn record_value(ctx: &WorkerContext, payload: String) {
+    record_handled(Handled {
+        worker: ctx.name().to_owned(),
+        group: ctx.group().to_owned(),
+        topic: ctx.topics().join(","),
+        partition: -1,
+        offset: -1,
+        payload,
+    });
+}
+
 fn record_as(ctx: &WorkerContext, msg: &Message, payload: String) {
     record_handled(Handled {
         worker: ctx.name().to_owned(),
@@ -59,14 +72,7 @@ pub struct Doc {
 #[kafka_worker(name = "it_json")]
 pub async fn json(Json(doc): Json<Doc>, key: Key, headers: Headers, ctx: WorkerContext) -> Result<(), WorkerError> {
     let trace = headers.get("trace").map_or("-".into(), String::from_utf8_lossy);
-    record_handled(Handled {
-        worker: ctx.name().to_owned(),
-        group: ctx.group().to_owned(),
-        topic: ctx.topics().join(","),
-        partition: -1,
-        offset: -1,
-        payload: format!("{}:{}:{trace}", key.0.unwrap_or_default(), doc.id),
-    });
+    record_value(&ctx, format!("{}:{}:{trace}", key.0.unwrap_or_default(), doc.id));
     Ok(())
 }
 
@@ -195,14 +201,7 @@ pub async fn batch(batch: Batch, ctx: WorkerContext) -> Result<(), WorkerError> 
 #[kafka_worker(name = "it_batch_json", take = 50, within_ms = 1000)]
 pub async fn batch_json(docs: Vec<Json<Doc>>, ctx: WorkerContext) {
     for Json(doc) in docs {
-        record_handled(Handled {
-            worker: ctx.name().to_owned(),
-            group: ctx.group().to_owned(),
-            topic: ctx.topics().join(","),
-            partition: -1,
-            offset: -1,
-            payload: doc.id.to_string(),
-        });
+        record_value(&ctx, doc.id.to_string());
     }
 }
 

@@ -4,24 +4,10 @@
 use std::time::Duration;
 
 use kafka_integration_tests::*;
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 
 fn config(worker: &str, topic: &str, group: &str, keys: serde_json::Value) -> String {
-    let mut entry = serde_json::json!({"name": worker, "group": group, "topics": [topic]});
-    for (key, value) in keys.as_object().unwrap() {
-        entry[key] = value.clone();
-    }
-    write_config(serde_json::json!({"kafka": {
-        "consumer_connection_settings": fast_settings(),
-        "consumer": {"workers": [entry]}
-    }}))
-    .display()
-    .to_string()
-}
-
-fn header<'a>(message: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
-    let headers = message.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| std::str::from_utf8(v).unwrap())
+    one_worker_config(serde_json::json!({}), worker, topic, group, keys)
 }
 
 /// The sizes of the batches `it_batch` got on `topic`, in order.

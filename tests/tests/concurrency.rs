@@ -8,19 +8,7 @@ use std::time::Instant;
 use kafka_integration_tests::*;
 
 fn config(worker: &str, topic: &str, group: &str, keys: serde_json::Value) -> String {
-    let mut entry = serde_json::json!({"name": worker, "group": group, "topics": [topic]});
-    for (key, value) in keys.as_object().unwrap() {
-        entry[key] = value.clone();
-    }
-    write_config(serde_json::json!({
-        "handler_delay_ms": 3,
-        "kafka": {
-            "consumer_connection_settings": fast_settings(),
-            "consumer": {"workers": [entry]}
-        }
-    }))
-    .display()
-    .to_string()
+    one_worker_config(serde_json::json!({"handler_delay_ms": 3}), worker, topic, group, keys)
 }
 
 /// One handler call of `it_timed`: where its message sat, its key, and when it ran.

@@ -18,6 +18,22 @@ fn handled_ids(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Reads `process`'s output until it and `before` together handled every id of `expected`.
+async fn wait_until_all_seen<'a>(
+    process: &mut Process,
+    before: impl IntoIterator<Item = &'a String> + Clone,
+    expected: &BTreeSet<String>,
+) {
+    loop {
+        let seen: BTreeSet<String> = before.clone().into_iter().cloned().chain(handled_ids(&process.lines)).collect();
+        if seen == *expected {
+            return;
+        }
+        let have = process.lines.len();
+        process.wait_lines(have + 1, |_| true).await;
+    }
+}
+
 async fn setup(name: &str) -> (String, Vec<String>) {
     let topic = unique(name);
     create_topics(&[&topic], 3).await;
@@ -146,14 +162,7 @@ async fn the_survivor_of_two_members_takes_every_partition_when_the_other_is_kil
     let expected: BTreeSet<String> =
         (1..=MESSAGES).map(|id| format!("id{id}")).chain((1..=late).map(|n| format!("late{n}"))).collect();
     let first_ids: BTreeSet<String> = handled_ids(&first.lines).into_iter().collect();
-    loop {
-        let seen: BTreeSet<String> = first_ids.iter().cloned().chain(handled_ids(&second.lines)).collect();
-        if seen == expected {
-            break;
-        }
-        let have = second.lines.len();
-        second.wait_lines(have + 1, |_| true).await;
-    }
+    wait_until_all_seen(&mut second, &first_ids, &expected).await;
     second.signal("TERM");
     assert_eq!(second.wait_exit().await, Some(0));
     let total = first_ids.len() + handled_ids(&second.lines).len();
@@ -193,14 +202,7 @@ async fn sigterm_during_a_slow_batch_finishes_and_commits_it_so_a_restart_repeat
 
     let mut second = run(&config(0));
     let expected: BTreeSet<String> = (1..=MESSAGES).map(|id| format!("id{id}")).collect();
-    loop {
-        let seen: BTreeSet<String> = first_ids.iter().cloned().chain(handled_ids(&second.lines)).collect();
-        if seen == expected {
-            break;
-        }
-        let have = second.lines.len();
-        second.wait_lines(have + 1, |_| true).await;
-    }
+    wait_until_all_seen(&mut second, &first_ids, &expected).await;
     second.signal("TERM");
     assert_eq!(second.wait_exit().await, Some(0));
     let second_ids = handled_ids(&second.lines);
