@@ -64,12 +64,14 @@ where
     F: Future<Output = Result<(), WorkerError>>,
 {
     let concurrency = &ctx.worker().concurrency;
-    let mut lanes = Lanes::new(concurrency.ordering.value, concurrency.max_in_flight.value);
+    let lanes = Lanes::new(concurrency.ordering.value, concurrency.max_in_flight.value);
     stream.report_every_revoke();
     let call = |message: Message| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
-    let mut slots = Slots::new(lanes.max_in_flight, &call);
-    let mut jobs: Vec<Option<Job>> = (0..lanes.max_in_flight).map(|_| None).collect();
+    let slots = Slots::new(lanes.max_in_flight, &call);
+    let jobs = (0..lanes.max_in_flight).map(|_| None).collect();
+    let mut flight = Flight { lanes, slots, jobs, call };
     // The handed-over call runs beside the slots, in its lane, until it finishes.
+    let lanes = &mut flight.lanes;
     let first_job = Job { receipt: first.receipt, lane: lanes.lane_for(first.key, &first.receipt) };
     lanes.track_handed_out(&first.receipt);
     if let Some(lane) = lanes.lane(first_job.lane, &first.receipt) {
@@ -78,16 +80,16 @@ where
     lanes.running += 1;
     let mut first = Some(AssertUnwindSafe(first.call).catch_unwind());
     // Its room in the slots, so that it counts against `max_in_flight`.
-    let first_slot = slots.reserve();
+    let first_slot = flight.slots.reserve();
     let mut ended = false;
     loop {
-        lanes.forget_revoked(stream);
+        flight.lanes.forget_revoked(stream);
         let events = stream.events_pending();
-        let going = !ended && lanes.failure.is_none();
-        if going && !events && !lanes.stalled.is_empty() {
-            lanes.restart_stalled(stream, &mut slots, &mut jobs, &call);
+        let going = !ended && flight.lanes.failure.is_none();
+        if going && !events && !flight.lanes.stalled.is_empty() {
+            flight.restart_stalled(stream);
         }
-        let idle = slots.is_idle();
+        let idle = flight.slots.is_idle();
         if idle && !going {
             break;
         }
@@ -98,10 +100,11 @@ where
             continue;
         }
         // Events that come while messages run wait for them.
-        let reading = going && !events && slots.has_room() && lanes.held() < 2 * lanes.max_in_flight;
+        let lanes = &flight.lanes;
+        let reading = going && !events && flight.slots.has_room() && lanes.held() < 2 * lanes.max_in_flight;
         if idle && !reading {
             // Nothing runs and nothing may be read: lanes with a backlog wait for a start.
-            lanes.stall_idle_backlogs();
+            flight.lanes.stall_idle_backlogs();
             continue;
         }
         stream.defer_events(!idle);
@@ -111,7 +114,7 @@ where
                 None => ended = true,
                 Some(message) => {
                     let Some(receipt) = stream.defer() else { continue };
-                    lanes.arrived(stream, &mut slots, &mut jobs, &call, message, receipt);
+                    flight.arrived(stream, message, receipt);
                 }
             }
             continue;
@@ -120,11 +123,11 @@ where
             biased;
             outcome = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
                 first = None;
-                slots.give_back(first_slot);
+                flight.slots.give_back(first_slot);
                 (first_job, outcome)
             }
-            (index, outcome) = std::future::poll_fn(|cx| slots.poll_finished(cx)), if !slots.is_idle() => {
-                let Some(job) = jobs[index].take() else { continue };
+            (index, outcome) = std::future::poll_fn(|cx| flight.slots.poll_finished(cx)), if !flight.slots.is_idle() => {
+                let Some(job) = flight.jobs[index].take() else { continue };
                 (job, outcome)
             }
             next = stream.next(), if reading => {
@@ -133,17 +136,17 @@ where
                     Some(message) => {
                         // This loop stores offsets itself, once each message is done.
                         let Some(receipt) = stream.defer() else { continue };
-                        lanes.arrived(stream, &mut slots, &mut jobs, &call, message, receipt);
+                        flight.arrived(stream, message, receipt);
                     }
                 }
                 continue;
             }
         };
-        lanes.finished(stream, job, outcome);
-        let starting = !stream.events_pending() && lanes.failure.is_none() && !ended;
-        lanes.lane_free(stream, &mut slots, &mut jobs, &call, job.lane, starting);
+        flight.lanes.finished(stream, job, outcome);
+        let starting = !stream.events_pending() && flight.lanes.failure.is_none() && !ended;
+        flight.lane_free(stream, job.lane, starting);
     }
-    match lanes.failure.take() {
+    match flight.lanes.failure.take() {
         Some(failure) => Err(WorkerError::msg(failure)),
         None => Ok(()),
     }
@@ -306,99 +309,6 @@ impl Lanes {
         }
     }
 
-    /// A message just read: started now if its lane is free, else queued behind it.
-    fn arrived<F>(
-        &mut self,
-        stream: &mut TopicStream,
-        slots: &mut Slots<F>,
-        jobs: &mut [Option<Job>],
-        call: &impl Fn(Message) -> F,
-        message: Message,
-        receipt: Receipt,
-    ) where
-        F: Future<Output = Outcome>,
-    {
-        let id = self.lane_of(&message, &receipt);
-        if self.tracked == 0 {
-            // Nothing is running or waiting anywhere (both are tracked): its lane is free and no
-            // earlier message of its partition is pending. The common case, looked up nowhere.
-            self.start(stream, slots, jobs, call, Queued { message, receipt }, id, false);
-            return;
-        }
-        let track = self.track(&receipt);
-        let tracked = !track.outstanding.is_empty();
-        // A lane with a backlog (left waiting while a rebalance was pending) keeps its order.
-        let busy = match id {
-            LaneId::Partition(..) => track.lane.busy || !track.lane.backlog.is_empty(),
-            // Looked up without creating it: a key lane exists only while it is busy.
-            LaneId::Key(key) => self.keys.get(&key).is_some_and(|lane| lane.busy || !lane.backlog.is_empty()),
-            LaneId::Free => false,
-        };
-        if !busy {
-            if tracked {
-                self.track_handed_out(&receipt);
-            }
-            self.start(stream, slots, jobs, call, Queued { message, receipt }, id, tracked);
-            return;
-        }
-        self.track_handed_out(&receipt);
-        self.queued += 1;
-        let limit = self.backlog_limit;
-        let lane = self.lane(id, &receipt).expect("a busy lane exists");
-        lane.backlog.push_back(Queued { message, receipt });
-        if lane.backlog.len() >= limit && lane.holding.is_none() {
-            // Enough of this partition for now: its other buffered messages are set aside,
-            // so those of the other partitions (and the next batch of them) come first.
-            lane.holding = Some(receipt);
-            let track = self.track(&receipt);
-            track.held_by += 1;
-            if track.held_by == 1 {
-                stream.hold(&receipt);
-            }
-        }
-    }
-
-    /// Starts a message in a free slot (the caller checked there is one). `tracked`: it is in
-    /// its partition's tracking order already. A message that finishes at once is accounted
-    /// for at once, and its lane stays free; one that waits makes its lane busy.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn start<F>(
-        &mut self,
-        stream: &mut TopicStream,
-        slots: &mut Slots<F>,
-        jobs: &mut [Option<Job>],
-        call: &impl Fn(Message) -> F,
-        queued: Queued,
-        id: LaneId,
-        tracked: bool,
-    ) where
-        F: Future<Output = Outcome>,
-    {
-        let receipt = queued.receipt;
-        match slots.start(call(queued.message)) {
-            // Nothing earlier of its partition is pending: the common case, stored without
-            // tracking.
-            Ok(Ok(Ok(()))) if !tracked => stream.store(&receipt),
-            Ok(outcome) => {
-                if !tracked {
-                    self.track_handed_out(&receipt);
-                }
-                self.record(stream, &receipt, outcome);
-            }
-            Err(index) => {
-                if !tracked {
-                    self.track_handed_out(&receipt);
-                }
-                if let Some(lane) = self.lane(id, &receipt) {
-                    lane.busy = true;
-                }
-                self.running += 1;
-                jobs[index] = Some(Job { receipt, lane: id });
-            }
-        }
-    }
-
     /// A running message finished.
     fn finished(&mut self, stream: &mut TopicStream, job: Job, outcome: Outcome) {
         self.running -= 1;
@@ -441,66 +351,6 @@ impl Lanes {
         }
     }
 
-    /// A lane's running message finished: the lane is free, and its next message starts
-    /// (`starting`), or waits until rebalances are served.
-    fn lane_free<F>(
-        &mut self,
-        stream: &mut TopicStream,
-        slots: &mut Slots<F>,
-        jobs: &mut [Option<Job>],
-        call: &impl Fn(Message) -> F,
-        id: LaneId,
-        starting: bool,
-    ) where
-        F: Future<Output = Outcome>,
-    {
-        let Some(lane) = self.existing_lane(id) else { return };
-        lane.busy = false;
-        if lane.backlog.is_empty() {
-            self.idle(stream, id);
-        } else if starting {
-            self.run_backlog(stream, slots, jobs, call, id);
-        } else {
-            self.stalled.push(id);
-        }
-    }
-
-    /// Starts a free lane's queued messages, one after the other while they finish at once,
-    /// until one waits, no slot is free, or the backlog is empty (then the lane is released).
-    fn run_backlog<F>(
-        &mut self,
-        stream: &mut TopicStream,
-        slots: &mut Slots<F>,
-        jobs: &mut [Option<Job>],
-        call: &impl Fn(Message) -> F,
-        id: LaneId,
-    ) where
-        F: Future<Output = Outcome>,
-    {
-        loop {
-            let failed = self.failure.is_some();
-            let Some(lane) = self.existing_lane(id) else { return };
-            if lane.busy {
-                return;
-            }
-            if lane.backlog.is_empty() {
-                self.idle(stream, id);
-                return;
-            }
-            if failed || !slots.has_room() {
-                self.stalled.push(id);
-                return;
-            }
-            let next = lane.backlog.pop_front().expect("not empty");
-            let low = lane.backlog.len() <= self.backlog_limit / 2;
-            self.queued -= 1;
-            if low {
-                self.release(stream, id);
-            }
-            self.start(stream, slots, jobs, call, next, id, true);
-        }
-    }
-
     /// A lane that ran out of messages: no longer holds its partition back, and a key lane is
     /// forgotten.
     fn idle(&mut self, stream: &mut TopicStream, id: LaneId) {
@@ -539,23 +389,6 @@ impl Lanes {
         }
     }
 
-    /// Starts the backlogs left waiting while a rebalance was pending or no slot was free.
-    fn restart_stalled<F>(
-        &mut self,
-        stream: &mut TopicStream,
-        slots: &mut Slots<F>,
-        jobs: &mut [Option<Job>],
-        call: &impl Fn(Message) -> F,
-    ) where
-        F: Future<Output = Outcome>,
-    {
-        let mut stalled = std::mem::take(&mut self.stalled);
-        stalled.dedup();
-        for id in stalled {
-            self.run_backlog(stream, slots, jobs, call, id);
-        }
-    }
-
     /// Drops what is queued and tracked of partitions taken away: their new owner reads those
     /// messages again from the last commit. None of them runs: a rebalance is served only
     /// once nothing runs.
@@ -588,6 +421,142 @@ impl Lanes {
         }
         self.keys.retain(|_, lane| lane.busy || !lane.backlog.is_empty());
         self.queued -= dropped;
+    }
+}
+
+/// The lanes with the handler calls in flight: what the loop of [`run`] works on.
+struct Flight<F, C> {
+    lanes: Lanes,
+    slots: Slots<F>,
+    /// What runs in each slot.
+    jobs: Vec<Option<Job>>,
+    call: C,
+}
+
+impl<F, C> Flight<F, C>
+where
+    F: Future<Output = Outcome>,
+    C: Fn(Message) -> F,
+{
+    /// A message just read: started now if its lane is free, else queued behind it.
+    fn arrived(&mut self, stream: &mut TopicStream, message: Message, receipt: Receipt) {
+        let id = self.lanes.lane_of(&message, &receipt);
+        if self.lanes.tracked == 0 {
+            // Nothing is running or waiting anywhere (both are tracked): its lane is free and no
+            // earlier message of its partition is pending. The common case, looked up nowhere.
+            self.start(stream, Queued { message, receipt }, id, false);
+            return;
+        }
+        let track = self.lanes.track(&receipt);
+        let tracked = !track.outstanding.is_empty();
+        // A lane with a backlog (left waiting while a rebalance was pending) keeps its order.
+        let busy = match id {
+            LaneId::Partition(..) => track.lane.busy || !track.lane.backlog.is_empty(),
+            // Looked up without creating it: a key lane exists only while it is busy.
+            LaneId::Key(key) => self.lanes.keys.get(&key).is_some_and(|lane| lane.busy || !lane.backlog.is_empty()),
+            LaneId::Free => false,
+        };
+        if !busy {
+            if tracked {
+                self.lanes.track_handed_out(&receipt);
+            }
+            self.start(stream, Queued { message, receipt }, id, tracked);
+            return;
+        }
+        self.lanes.track_handed_out(&receipt);
+        self.lanes.queued += 1;
+        let limit = self.lanes.backlog_limit;
+        let lane = self.lanes.lane(id, &receipt).expect("a busy lane exists");
+        lane.backlog.push_back(Queued { message, receipt });
+        if lane.backlog.len() >= limit && lane.holding.is_none() {
+            // Enough of this partition for now: its other buffered messages are set aside,
+            // so those of the other partitions (and the next batch of them) come first.
+            lane.holding = Some(receipt);
+            let track = self.lanes.track(&receipt);
+            track.held_by += 1;
+            if track.held_by == 1 {
+                stream.hold(&receipt);
+            }
+        }
+    }
+
+    /// Starts a message in a free slot (the caller checked there is one). `tracked`: it is in
+    /// its partition's tracking order already. A message that finishes at once is accounted
+    /// for at once, and its lane stays free; one that waits makes its lane busy.
+    #[inline]
+    fn start(&mut self, stream: &mut TopicStream, queued: Queued, id: LaneId, tracked: bool) {
+        let receipt = queued.receipt;
+        match self.slots.start((self.call)(queued.message)) {
+            // Nothing earlier of its partition is pending: the common case, stored without
+            // tracking.
+            Ok(Ok(Ok(()))) if !tracked => stream.store(&receipt),
+            Ok(outcome) => {
+                if !tracked {
+                    self.lanes.track_handed_out(&receipt);
+                }
+                self.lanes.record(stream, &receipt, outcome);
+            }
+            Err(index) => {
+                if !tracked {
+                    self.lanes.track_handed_out(&receipt);
+                }
+                if let Some(lane) = self.lanes.lane(id, &receipt) {
+                    lane.busy = true;
+                }
+                self.lanes.running += 1;
+                self.jobs[index] = Some(Job { receipt, lane: id });
+            }
+        }
+    }
+
+    /// A lane's running message finished: the lane is free, and its next message starts
+    /// (`starting`), or waits until rebalances are served.
+    fn lane_free(&mut self, stream: &mut TopicStream, id: LaneId, starting: bool) {
+        let Some(lane) = self.lanes.existing_lane(id) else { return };
+        lane.busy = false;
+        if lane.backlog.is_empty() {
+            self.lanes.idle(stream, id);
+        } else if starting {
+            self.run_backlog(stream, id);
+        } else {
+            self.lanes.stalled.push(id);
+        }
+    }
+
+    /// Starts a free lane's queued messages, one after the other while they finish at once,
+    /// until one waits, no slot is free, or the backlog is empty (then the lane is released).
+    fn run_backlog(&mut self, stream: &mut TopicStream, id: LaneId) {
+        loop {
+            let failed = self.lanes.failure.is_some();
+            let Some(lane) = self.lanes.existing_lane(id) else { return };
+            if lane.busy {
+                return;
+            }
+            if lane.backlog.is_empty() {
+                self.lanes.idle(stream, id);
+                return;
+            }
+            if failed || !self.slots.has_room() {
+                self.lanes.stalled.push(id);
+                return;
+            }
+            let next = lane.backlog.pop_front().expect("not empty");
+            let low = lane.backlog.len() <= self.lanes.backlog_limit / 2;
+            self.lanes.queued -= 1;
+            if low {
+                self.lanes.release(stream, id);
+            }
+            self.start(stream, next, id, true);
+        }
+    }
+
+    /// Starts the backlogs left waiting while a rebalance was pending or no slot was free.
+    fn restart_stalled(&mut self, stream: &mut TopicStream) {
+        let mut stalled = std::mem::take(&mut self.lanes.stalled);
+        stalled.dedup();
+        for id in stalled {
+            self.run_backlog(stream, id);
+        }
     }
 }
 
