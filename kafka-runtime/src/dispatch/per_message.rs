@@ -56,7 +56,11 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
                 done?;
                 continue;
             }
-            let Some(receipt) = stream.defer() else { return Ok(None) };
+            let Some(receipt) = stream.defer() else {
+                // (Every message `next` returns is handed out; without a receipt, stay here.)
+                call.await?;
+                continue;
+            };
             let first = concurrent::FirstCall { call, receipt, key };
             // Its failures name their messages already.
             return Ok(Some(concurrent::run(&*handler, &mut stream, &ctx, first).await));
