@@ -68,11 +68,12 @@ pub use rdkafka;
 ///
 /// `#[kafka_worker(name = "...", group = "...", topics = ["..."], regex_topic = "...", crate = "...")]`,
 /// plus the failure policy keys `retries`, `retry_backoff_ms`, `retry_backoff_max_ms`,
-/// `dead_letter_topic` and `on_decode_error` (see the README); every argument is optional and
+/// `dead_letter_topic` and `on_decode_error`, a batch worker's `take` and `within_ms`, and a
+/// per-message worker's `ordering` and `max_in_flight` (see the README); every argument is optional and
 /// `name` defaults to the function's name. `crate` names this
 /// crate when the app renamed the dependency (default `::kafka_runtime`). The function's signature
 /// picks the style: a per-message handler takes the message first, a stream worker takes a
-/// [`TopicStream`].
+/// [`TopicStream`], a batch worker takes a [`Batch`] (or a `Vec` of messages or extractors).
 #[doc(inline)]
 pub use kafka_macros::kafka_worker;
 
