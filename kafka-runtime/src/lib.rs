@@ -45,7 +45,7 @@ mod worker;
 pub use app::cli;
 pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
-pub use consume::{Batch, Message, TopicStream};
+pub use consume::{Ack, Batch, Message, TopicStream};
 pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::Error;

@@ -62,6 +62,28 @@ pub async fn stream(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), Wo
     Ok(())
 }
 
+/// Stream worker that hands each message to a task of its own, which records it and marks it
+/// done ([`Ack`](kafka_runtime::Ack)); a message whose payload is `gate` waits until
+/// [`crate::open_gate`] is called. Tasks still waiting at shutdown are dropped, their
+/// messages not done.
+#[kafka_worker(name = "it_stream_tasks")]
+pub async fn stream_tasks(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(msg) = topic.next().await {
+        let ack = topic.ack_later().ok_or("no message to take over")?;
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            if msg.payload_str().ok() == Some("gate") {
+                crate::gate_opened().await;
+            }
+            record(&ctx, &msg);
+            ack.done();
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Doc {
     pub id: u64,

@@ -1,9 +1,11 @@
 //! Consuming, in the order a message travels: the client and its subscription (`client`),
 //! the group's rebalances (`rebalance`), one queue per assigned partition (`partitions`),
 //! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
-//! (`offsets`), and [`TopicStream`], the public API over them; a batch worker gets them
+//! (`offsets`), and [`TopicStream`], the public API over them, with [`Ack`] for a message
+//! a stream worker finishes elsewhere (`ack`); a batch worker gets them
 //! grouped in a [`Batch`] (`batch`).
 
+pub(crate) mod ack;
 pub(crate) mod batch;
 pub(crate) mod client;
 pub(crate) mod fetch;
@@ -13,6 +15,7 @@ pub(crate) mod partitions;
 pub(crate) mod rebalance;
 pub(crate) mod stream;
 
+pub use ack::Ack;
 pub use batch::Batch;
 pub use message::Message;
 pub use stream::TopicStream;

@@ -2,6 +2,7 @@
 //! without allocating. librdkafka commits what is stored (in the background, on revoke and
 //! at close); at-least-once follows from storing a message's offset only once it is done.
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 
 use rdkafka::consumer::Consumer as _;
@@ -31,9 +32,51 @@ impl Receipt {
         Receipt { offset, ..*self }
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_test(topic: usize, partition: i32, offset: i64) -> Receipt {
+        Receipt { topic, partition, offset }
+    }
+
     /// True when both messages are of one partition of one topic.
     pub(crate) fn same_partition(&self, other: &Receipt) -> bool {
         self.topic == other.topic && self.partition == other.partition
+    }
+}
+
+/// One partition's handed-out messages not yet stored, in offset order, each with whether it
+/// is done: an offset may be stored once it and every earlier one are done.
+#[derive(Default)]
+pub(crate) struct Outstanding(VecDeque<(i64, bool)>);
+
+impl Outstanding {
+    /// A message handed out after every one tracked so far.
+    #[inline]
+    pub(crate) fn push(&mut self, offset: i64) {
+        self.0.push_back((offset, false));
+    }
+
+    /// Marks `offset` done. Returns the highest offset now done with every earlier one, if
+    /// that moved (to be stored), and how many messages that released.
+    #[inline]
+    pub(crate) fn done(&mut self, offset: i64) -> (Option<i64>, usize) {
+        if let Ok(index) = self.0.binary_search_by_key(&offset, |(offset, _)| *offset) {
+            self.0[index].1 = true;
+        }
+        let (mut highest, mut released) = (None, 0);
+        while let Some(&(offset, true)) = self.0.front() {
+            highest = Some(offset);
+            self.0.pop_front();
+            released += 1;
+        }
+        (highest, released)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -96,7 +139,12 @@ impl OffsetStore {
     }
 
     pub(crate) fn topic(&self, receipt: &Receipt) -> &str {
-        &self.topics[receipt.topic].name
+        self.topic_at(receipt.topic)
+    }
+
+    /// The topic of [`Receipt::topic_index`] `index`.
+    pub(crate) fn topic_at(&self, index: usize) -> &str {
+        &self.topics[index].name
     }
 
     pub(crate) fn position(&self, receipt: &Receipt) -> Position {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::ack::{Ack, Acks};
 use super::client::SharedConsumer;
 use super::fetch::Fetcher;
 use super::message::Message;
@@ -15,13 +16,35 @@ use crate::worker::state::WorkerState;
 /// # Offsets
 ///
 /// At-least-once, with one rule: **a message counts as done when the worker asks for the next
-/// one** ([`next`](Self::next)) **or calls [`ack`](Self::ack)**. Its offset is then stored,
-/// and committed in the background, when partitions are revoked and at shutdown. Only the
-/// message handed out last is tracked: `next()` marks it done whatever happened to it. A
-/// worker that hands a message to a spawned task and asks for the next one before that task
-/// finishes therefore commits work that is not done; finish each message before calling
-/// `next()` again. A message the worker was still holding when it failed or the process died
-/// is delivered again.
+/// one** ([`next`](Self::next)) **or calls [`ack`](Self::ack)**, unless the worker took it
+/// over with [`ack_later`](Self::ack_later). Its offset is then stored, and committed in the
+/// background, when partitions are revoked and at shutdown. A message the worker was still
+/// holding when it failed or the process died is delivered again.
+///
+/// A worker that hands messages to spawned tasks calls [`ack_later`](Self::ack_later) for
+/// each, moves the [`Ack`] into the task, and calls [`Ack::done`] there once the work is done.
+/// An offset is stored only once it and every earlier message of its partition are done,
+/// whatever order the tasks finish in. The worker bounds how many tasks run (a semaphore);
+/// on revoke, kept messages not done yet are not waited for: their partition's new owner
+/// gets them again.
+///
+/// ```no_run
+/// # use kafka_runtime::{TopicStream, WorkerError};
+/// # async fn index(_: kafka_runtime::Message) {}
+/// async fn worker(mut topic: TopicStream) -> Result<(), WorkerError> {
+///     let room = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+///     while let Some(msg) = topic.next().await {
+///         let ack = topic.ack_later().expect("a message was just handed out");
+///         let permit = room.clone().acquire_owned().await.expect("never closed");
+///         tokio::spawn(async move {
+///             index(msg).await;
+///             ack.done();
+///             drop(permit);
+///         });
+///     }
+///     Ok(())
+/// }
+/// ```
 ///
 /// [`next`](Self::next) returns `None` once the process is shutting down: finish the current
 /// message, then return from the worker.
@@ -30,6 +53,8 @@ pub struct TopicStream {
     offsets: OffsetStore,
     /// The last message handed out, not yet marked done.
     handed_out: Option<Receipt>,
+    /// Messages the worker took over with `ack_later`, once it has.
+    acks: Option<Box<Acks>>,
     fetcher: Fetcher,
 }
 
@@ -38,6 +63,7 @@ impl TopicStream {
         Ok(Self {
             offsets: OffsetStore::new(consumer.clone()),
             handed_out: None,
+            acks: None,
             fetcher: Fetcher::new(consumer, shutdown, state)?,
         })
     }
@@ -47,7 +73,13 @@ impl TopicStream {
     /// it cannot recover from.
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
-        let raw = std::future::poll_fn(|cx| self.fetcher.poll_next(cx)).await?;
+        let raw = std::future::poll_fn(|cx| {
+            if self.acks.is_some() {
+                self.settle_acks(Some(cx));
+            }
+            self.fetcher.poll_next(cx)
+        })
+        .await?;
         self.handed_out = Some(self.offsets.receipt(raw.fields()));
         Some(Message::new(raw, self.fetcher.consumer().clone()))
     }
@@ -61,15 +93,7 @@ impl TopicStream {
     /// Marks a deferred message as done. Only correct once every earlier message of its
     /// partition is done too: the caller pauses the partition while one waits.
     pub(crate) fn store(&self, receipt: &Receipt) {
-        if let Err(code) = self.offsets.store(receipt) {
-            // The partition was revoked while the message was handled: its new owner
-            // reads it again, which at-least-once allows.
-            tracing::warn!(
-                worker = self.fetcher.label(),
-                "offset not stored for {}: {code}; the message will be delivered again",
-                self.offsets.position(receipt)
-            );
-        }
+        store_offset(&self.offsets, self.fetcher.label(), receipt);
     }
 
     /// Hands out nothing more of the receipt's partition until [`resume`](Self::resume).
@@ -146,8 +170,46 @@ impl TopicStream {
     /// own, or its last message is delivered again.
     pub fn ack(&mut self) {
         if let Some(receipt) = self.handed_out.take() {
-            self.store(&receipt);
+            match &mut self.acks {
+                None => self.store(&receipt),
+                Some(acks) => {
+                    if let Some(done) = acks.done_in_place(receipt) {
+                        self.store(&done);
+                    }
+                }
+            }
         }
+        if self.acks.is_some() {
+            self.settle_acks(None);
+        }
+    }
+
+    /// Takes the last message returned by [`next`](Self::next) over: `next()` no longer marks
+    /// it done; the returned [`Ack`] does, from any task. `None` when no message is waiting
+    /// to be marked done (it was acknowledged, or taken over, already).
+    pub fn ack_later(&mut self) -> Option<Ack> {
+        let receipt = self.handed_out.take()?;
+        let acks = self.acks.get_or_insert_with(|| {
+            // Kept messages of partitions taken away must be forgotten: their acks no longer count.
+            self.fetcher.report_every_revoke();
+            Box::default()
+        });
+        Some(acks.keep(receipt))
+    }
+
+    /// Stores what the [`Ack`]s done since the last call allow, after forgetting the kept
+    /// messages of revoked partitions; with `cx`, wakes its task when more acks are done.
+    fn settle_acks(&mut self, cx: Option<&std::task::Context<'_>>) {
+        let Some(acks) = self.acks.as_mut() else { return };
+        if self.fetcher.has_revoked_held() {
+            let revoked = self.fetcher.take_revoked_held();
+            let offsets = &self.offsets;
+            acks.forget(|(topic, partition)| {
+                revoked.iter().any(|(name, p)| p == partition && offsets.topic_at(*topic) == name)
+            });
+        }
+        let (offsets, label) = (&self.offsets, self.fetcher.label());
+        acks.take_done(cx, |receipt| store_offset(offsets, label, receipt));
     }
 
     /// True once shutdown has begun; `next` then returns `None`.
@@ -161,8 +223,23 @@ impl TopicStream {
     }
 }
 
+/// Marks a message done in `offsets`, for the worker named `label`.
+fn store_offset(offsets: &OffsetStore, label: &str, receipt: &Receipt) {
+    if let Err(code) = offsets.store(receipt) {
+        // The partition was revoked while the message was handled: its new owner reads it
+        // again, which at-least-once allows.
+        tracing::warn!(
+            worker = label,
+            "offset not stored for {}: {code}; the message will be delivered again",
+            offsets.position(receipt)
+        );
+    }
+}
+
 impl Drop for TopicStream {
     fn drop(&mut self) {
+        // Acks done while the worker finished: stored before the consumer closes and commits.
+        self.settle_acks(None);
         // A worker that fails with a message in hand: its error is reported with where it was.
         if let Some(receipt) = &self.handed_out {
             self.fetcher.state().set_last_handed_out(self.offsets.position(receipt).to_string());

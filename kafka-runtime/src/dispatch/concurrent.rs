@@ -24,7 +24,7 @@ use futures_util::FutureExt as _;
 
 use super::slots::Slots;
 use crate::config::Ordering;
-use crate::consume::offsets::Receipt;
+use crate::consume::offsets::{Outstanding, Receipt};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
 use crate::worker::context::WorkerContext;
@@ -192,7 +192,7 @@ struct Track {
     /// A message of the partition, to name it by.
     receipt: Option<Receipt>,
     lane: Lane,
-    outstanding: VecDeque<(i64, bool)>,
+    outstanding: Outstanding,
     /// Lanes that hold this partition back.
     held_by: u32,
 }
@@ -265,7 +265,7 @@ impl Lanes {
 
     /// Adds a handed-out message to its partition's tracking order.
     fn track_handed_out(&mut self, receipt: &Receipt) {
-        self.track(receipt).outstanding.push_back((receipt.offset, false));
+        self.track(receipt).outstanding.push(receipt.offset);
         self.tracked += 1;
     }
 
@@ -321,18 +321,8 @@ impl Lanes {
     fn record(&mut self, stream: &mut TopicStream, receipt: &Receipt, outcome: Outcome) {
         let err = match outcome {
             Ok(Ok(())) => {
-                let outstanding = &mut self.track(receipt).outstanding;
-                if let Ok(index) = outstanding.binary_search_by_key(&receipt.offset, |(offset, _)| *offset) {
-                    outstanding[index].1 = true;
-                }
-                let mut highest = None;
-                let mut done = 0;
-                while let Some(&(offset, true)) = outstanding.front() {
-                    highest = Some(offset);
-                    outstanding.pop_front();
-                    done += 1;
-                }
-                self.tracked -= done;
+                let (highest, released) = self.track(receipt).outstanding.done(receipt.offset);
+                self.tracked -= released;
                 if let Some(offset) = highest {
                     stream.store(&receipt.at_offset(offset));
                 }
