@@ -382,6 +382,8 @@ pub enum Binary {
     Demo,
     /// The test workers (`tests/src/bin/it-worker.rs`).
     TestWorkers,
+    /// librdkafka's mock cluster as a process (`tests/src/bin/mock-broker.rs`).
+    MockBroker,
 }
 
 impl Binary {
@@ -389,6 +391,7 @@ impl Binary {
         match self {
             // Cargo builds the package's binaries before its integration tests.
             Binary::TestWorkers => target_dir().join(format!("it-worker{}", std::env::consts::EXE_SUFFIX)),
+            Binary::MockBroker => target_dir().join(format!("mock-broker{}", std::env::consts::EXE_SUFFIX)),
             Binary::Demo => demo_binary().clone(),
         }
     }

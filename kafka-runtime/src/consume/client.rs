@@ -13,6 +13,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use super::completed::CompletedOffsets;
 use super::partitions::PartitionQueues;
 use crate::worker::state::WorkerState;
 
@@ -33,6 +34,8 @@ pub(crate) struct WorkerConsumerContext {
     /// served: one atomic load per message tells the fetcher whether to serve it, where
     /// asking librdkafka for the queue's length takes a lock.
     pub(crate) shared_events: Arc<AtomicBool>,
+    /// The done offsets above the committed ones, read at assignment (see `completed`).
+    pub(crate) completed: Arc<CompletedOffsets>,
     /// The threads the rebalance callbacks ran on, for tests to check they never run on an
     /// async thread.
     #[cfg(test)]
@@ -47,6 +50,7 @@ impl WorkerConsumerContext {
             partitions,
             waker: Arc::default(),
             shared_events: Arc::new(AtomicBool::new(true)),
+            completed: Arc::default(),
             #[cfg(test)]
             rebalance_threads: Default::default(),
         }

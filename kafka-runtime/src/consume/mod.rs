@@ -1,13 +1,15 @@
 //! Consuming, in the order a message travels: the client and its subscription (`client`),
 //! the group's rebalances (`rebalance`), one queue per assigned partition (`partitions`),
 //! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
-//! (`offsets`), and [`TopicStream`], the public API over them, with [`Ack`] for a message
+//! (`offsets`), with the done offsets above the committed one carried in the commit's metadata
+//! (`completed`), and [`TopicStream`], the public API over them, with [`Ack`] for a message
 //! a stream worker finishes elsewhere (`ack`); a batch worker gets them
 //! grouped in a [`Batch`] (`batch`).
 
 pub(crate) mod ack;
 pub(crate) mod batch;
 pub(crate) mod client;
+pub(crate) mod completed;
 pub(crate) mod fetch;
 pub(crate) mod message;
 pub(crate) mod offsets;

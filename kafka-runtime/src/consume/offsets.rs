@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 
 use rdkafka::consumer::Consumer as _;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka_sys as rdsys;
 
 use super::client::SharedConsumer;
@@ -73,6 +74,13 @@ impl Outstanding {
 
     pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The first offset not done and, when any, the done ones above it (ascending): what a
+    /// commit's metadata carries (see `completed`).
+    pub(crate) fn done_above(&self) -> Option<(i64, impl Iterator<Item = i64> + '_)> {
+        let &(first, _) = self.0.front()?;
+        self.0.iter().any(|(_, done)| *done).then(|| (first, self.0.iter().filter(|(_, d)| *d).map(|(o, _)| *o)))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -168,6 +176,23 @@ impl OffsetStore {
             Ok(())
         } else {
             Err(code.into())
+        }
+    }
+}
+
+impl OffsetStore {
+    /// Stores `next` (the first offset of the receipt's partition not done) as the offset to
+    /// commit, with `metadata` (the done offsets above it), to be committed with it.
+    pub(crate) fn store_with_metadata(&self, receipt: &Receipt, next: i64, metadata: &str) -> KafkaResult<()> {
+        let mut list = TopicPartitionList::with_capacity(1);
+        let mut element = list.add_partition(self.topic(receipt), receipt.partition);
+        element.set_offset(Offset::Offset(next))?;
+        element.set_metadata(metadata);
+        // `rd_kafka_offsets_store` takes the offset as it is (no + 1).
+        self.consumer.store_offsets(&list)?;
+        match list.elements().first().map(|e| e.error()) {
+            Some(Err(err)) => Err(err),
+            _ => Ok(()),
         }
     }
 }

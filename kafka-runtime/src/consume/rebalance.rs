@@ -5,9 +5,12 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::TopicPartitionList;
+use std::time::Duration;
+
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{commit_stored, WorkerConsumerContext};
+use super::completed::Completed;
 
 impl ConsumerContext for WorkerConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -20,6 +23,9 @@ impl ConsumerContext for WorkerConsumerContext {
                 // already stored: commit them before another member takes the partitions over.
                 tracing::info!(worker = label, "partitions revoked: {}", describe(partitions));
                 self.partitions.remove(partitions);
+                for element in partitions.elements() {
+                    self.completed.revoked(element.topic(), element.partition());
+                }
                 self.state.set_assigned(|assigned| {
                     assigned
                         .retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
@@ -28,6 +34,9 @@ impl ConsumerContext for WorkerConsumerContext {
             }
             Rebalance::Error(err) => tracing::warn!(worker = label, "rebalance error: {err}"),
             Rebalance::Assign(partitions) => {
+                if self.completed.is_enabled() {
+                    self.read_completed(consumer, partitions);
+                }
                 let client = consumer.client().native_ptr();
                 if let Err(partition) = self.partitions.add(client, partitions, &self.waker) {
                     self.state.stop(format!(
@@ -64,6 +73,35 @@ impl ConsumerContext for WorkerConsumerContext {
         }
     }
 }
+
+impl WorkerConsumerContext {
+    /// Reads the committed offsets of partitions being assigned, with their metadata: the
+    /// messages done above them are not handed to the worker again.
+    fn read_completed(&self, consumer: &BaseConsumer<Self>, partitions: &TopicPartitionList) {
+        let committed = match consumer.committed_offsets(partitions.clone(), COMMITTED_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(err) => {
+                tracing::warn!(
+                    worker = self.state.label(),
+                    "cannot read the committed offsets of {}: {err}; messages done above them before \
+                     are handled again",
+                    describe(partitions)
+                );
+                return;
+            }
+        };
+        for element in committed.elements() {
+            let completed = match (element.offset(), element.metadata()) {
+                (Offset::Offset(offset), metadata) if !metadata.is_empty() => Completed::parse(metadata, offset),
+                _ => None,
+            };
+            self.completed.assigned(element.topic(), element.partition(), completed);
+        }
+    }
+}
+
+/// How long an assignment waits for the committed offsets' metadata.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn describe(partitions: &TopicPartitionList) -> String {
     let mut list: Vec<String> =

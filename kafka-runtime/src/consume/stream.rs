@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::ack::{Ack, Acks};
 use super::client::SharedConsumer;
+use super::completed::CompletedOffsets;
 use super::fetch::Fetcher;
 use super::message::Message;
 use super::offsets::{OffsetStore, Position, Receipt};
@@ -55,6 +56,8 @@ pub struct TopicStream {
     handed_out: Option<Receipt>,
     /// Messages the worker took over with `ack_later`, once it has.
     acks: Option<Box<Acks>>,
+    /// Offsets done above the committed ones before the partitions came to this consumer.
+    completed: Arc<CompletedOffsets>,
     fetcher: Fetcher,
 }
 
@@ -64,6 +67,7 @@ impl TopicStream {
             offsets: OffsetStore::new(consumer.clone()),
             handed_out: None,
             acks: None,
+            completed: Arc::clone(&rdkafka::consumer::Consumer::context(&*consumer).completed),
             fetcher: Fetcher::new(consumer, shutdown, state)?,
         })
     }
@@ -94,6 +98,37 @@ impl TopicStream {
     /// partition is done too: the caller pauses the partition while one waits.
     pub(crate) fn store(&self, receipt: &Receipt) {
         store_offset(&self.offsets, self.fetcher.label(), receipt);
+    }
+
+    /// Stores `next` as the offset to commit for the receipt's partition, with the done
+    /// offsets above it in `metadata` (see `completed`).
+    pub(crate) fn store_with_metadata(&self, receipt: &Receipt, next: i64, metadata: &str) {
+        if let Err(err) = self.offsets.store_with_metadata(receipt, next, metadata) {
+            tracing::warn!(
+                worker = self.fetcher.label(),
+                "offset not stored for {}: {err}; the messages after the last commit will be delivered again",
+                self.offsets.position(&receipt.at_offset(next))
+            );
+        }
+    }
+
+    /// From now on, the done offsets above the committed ones are read at each assignment,
+    /// for [`was_done`](Self::was_done). Call it before the first [`next`](Self::next).
+    pub(crate) fn keep_completed_offsets(&self) {
+        self.completed.enable();
+    }
+
+    /// True when the message of `receipt` was done before its partition came to this
+    /// consumer: the caller marks it done without handling it.
+    #[inline]
+    pub(crate) fn was_done(&self, receipt: &Receipt) -> bool {
+        self.completed.was_done(self.offsets.topic(receipt), receipt.partition, receipt.offset)
+    }
+
+    /// [`was_done`](Self::was_done) for the message handed out last.
+    #[inline]
+    pub(crate) fn last_was_done(&self) -> bool {
+        self.completed.any() && self.handed_out.is_some_and(|receipt| self.was_done(&receipt))
     }
 
     /// Hands out nothing more of the receipt's partition until [`resume`](Self::resume).

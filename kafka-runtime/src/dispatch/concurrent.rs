@@ -24,6 +24,7 @@ use futures_util::FutureExt as _;
 
 use super::slots::Slots;
 use crate::config::Ordering;
+use crate::consume::completed;
 use crate::consume::offsets::{Outstanding, Receipt};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
@@ -321,10 +322,19 @@ impl Lanes {
     fn record(&mut self, stream: &mut TopicStream, receipt: &Receipt, outcome: Outcome) {
         let err = match outcome {
             Ok(Ok(())) => {
+                let keep_completed = self.ordering != Ordering::Partition;
                 let (highest, released) = self.track(receipt).outstanding.done(receipt.offset);
                 self.tracked -= released;
-                if let Some(offset) = highest {
-                    stream.store(&receipt.at_offset(offset));
+                let Some(offset) = highest else { return };
+                let outstanding = &self.track(receipt).outstanding;
+                // Done ones above the first not done go in the commit's metadata.
+                let metadata = keep_completed
+                    .then(|| outstanding.done_above())
+                    .flatten()
+                    .and_then(|(first, done)| Some((first, completed::encode(first, done)?)));
+                match metadata {
+                    Some((first, metadata)) => stream.store_with_metadata(receipt, first, &metadata),
+                    None => stream.store(&receipt.at_offset(offset)),
                 }
                 return;
             }
@@ -430,6 +440,16 @@ where
 {
     /// A message just read: started now if its lane is free, else queued behind it.
     fn arrived(&mut self, stream: &mut TopicStream, message: Message, receipt: Receipt) {
+        if stream.was_done(&receipt) {
+            // Done before a restart or a rebalance: as if its handler had finished at once.
+            if self.lanes.tracked == 0 {
+                stream.store(&receipt);
+            } else {
+                self.lanes.track_handed_out(&receipt);
+                self.lanes.record(stream, &receipt, Ok(Ok(())));
+            }
+            return;
+        }
         let id = self.lanes.lane_of(&message, &receipt);
         if self.lanes.tracked == 0 {
             // Nothing is running or waiting anywhere (both are tracked): its lane is free and no

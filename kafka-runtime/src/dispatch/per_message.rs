@@ -39,10 +39,19 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     }
     let concurrent = worker.concurrency.max_in_flight.value > 1;
     let by_key = worker.concurrency.ordering.value == Ordering::Key;
+    if concurrent && worker.concurrency.ordering.value != Ordering::Partition {
+        // Messages of a partition finish out of order: those done above the committed offset
+        // go in the commit's metadata, and are skipped when read again.
+        stream.keep_completed_offsets();
+    }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
     let handled = AssertUnwindSafe(async {
         while let Some(message) = stream.next().await {
+            if stream.last_was_done() {
+                // Done before a restart or a rebalance; `next` stores it.
+                continue;
+            }
             let key = if concurrent && by_key { concurrent::key_hash(&message) } else { None };
             let mut call = std::pin::pin!(handler.call(message, &ctx));
             if !concurrent {

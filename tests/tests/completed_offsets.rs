@@ -1,0 +1,111 @@
+//! With `ordering = key`, messages of one partition finish out of order; the ones done above
+//! the committed offset go in the commit's metadata and are not handled again after a crash.
+//! Tansu does not keep commit metadata, so this test runs against librdkafka's mock cluster,
+//! in a process of its own that outlives the worker killed with SIGKILL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kafka_integration_tests::*;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+const MESSAGES: usize = 3000;
+
+/// `handled TOPIC PARTITION OFFSET PAYLOAD` lines, as offsets.
+fn handled_offsets(lines: &[String]) -> Vec<i64> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("handled "))
+        .map(|rest| rest.split(' ').nth(2).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn fill(bootstrap: &str, topic: &str) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for n in 0..MESSAGES {
+        let (key, payload) = (format!("k{}", n % 40), format!("id{n}"));
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload).partition(0);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+}
+
+/// The group's committed offset of partition 0, and its metadata.
+fn committed_with_metadata(bootstrap: &str, group: &str, topic: &str) -> (i64, String) {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10)).expect("committed offsets");
+    let element = committed.find_partition(topic, 0).expect("partition 0");
+    let Offset::Offset(offset) = element.offset() else { panic!("nothing committed: {:?}", element.offset()) };
+    (offset, element.metadata().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
+    let (topic, group) = (unique("completed"), unique("g"));
+    let mut broker = Process::spawn(Binary::MockBroker, &[&format!("{topic}:1")]);
+    let bootstrap = broker.wait_lines(1, |l| l.starts_with("bootstrap ")).await[0]["bootstrap ".len()..].to_owned();
+    let filled = (bootstrap.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || fill(&filled.0, &filled.1)).await.expect("fill task");
+    let mut settings = fast_settings();
+    // The mock cluster answers an empty fetch only after `fetch.wait.max.ms`.
+    settings["fetch.wait.max.ms"] = 10.into();
+    settings["auto.commit.interval.ms"] = 100.into();
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 5,
+        "kafka": {
+            "consumer_connection_settings": settings,
+            "consumer": {"workers": [{"name": "it_uneven", "group": group, "topics": [topic],
+                                      "ordering": "key", "max_in_flight": 64}]}
+        }
+    }));
+    let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_uneven"];
+    let env = [("KAFKA_BROKERS", bootstrap.as_str())];
+
+    let mut first = Process::spawn_with_env(Binary::TestWorkers, &args, &env);
+    first.wait_lines(1000, |l| l.starts_with("handled ")).await;
+    first.signal("KILL");
+    assert_eq!(first.wait_exit().await, None, "killed by a signal");
+    let before = handled_offsets(&first.lines);
+
+    let (committed, metadata) = {
+        let (bootstrap, group, topic) = (bootstrap.clone(), group.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || committed_with_metadata(&bootstrap, &group, &topic)).await.unwrap()
+    };
+    assert!(metadata.starts_with("kw1:"), "the commit carries the done offsets above {committed}: {metadata:?}");
+    // Without the metadata, a restart handles again everything done from the committed offset on.
+    let without = before.iter().filter(|&&offset| offset >= committed).count();
+
+    let mut second = Process::spawn_with_env(Binary::TestWorkers, &args, &env);
+    let all: BTreeSet<i64> = (0..MESSAGES as i64).collect();
+    loop {
+        let seen: BTreeSet<i64> = before.iter().chain(&handled_offsets(&second.lines)).copied().collect();
+        if seen == all {
+            break;
+        }
+        let have = second.lines.len();
+        second.wait_lines(have + 1, |_| true).await;
+    }
+    second.signal("TERM");
+    assert_eq!(second.wait_exit().await, Some(0));
+    let mut times: BTreeMap<i64, usize> = BTreeMap::new();
+    for offset in before.iter().chain(&handled_offsets(&second.lines)) {
+        *times.entry(*offset).or_default() += 1;
+    }
+    let duplicates: usize = times.values().map(|n| n - 1).sum();
+    println!(
+        "completed offsets: {} handled before SIGKILL, committed offset {committed}; handled again after \
+         the restart: {duplicates} with the metadata, {without} without it",
+        before.len()
+    );
+    assert_eq!(times.len(), MESSAGES, "every message handled");
+    assert!(duplicates < without, "the metadata saved nothing: {duplicates} duplicates, {without} without it");
+    broker.signal("KILL");
+}
