@@ -45,7 +45,7 @@ mod worker;
 pub use app::cli;
 pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
-pub use consume::{Ack, Batch, Message, TopicStream};
+pub use consume::{Ack, Batch, Message, Partition, StreamEvent, TopicStream};
 pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::Error;
@@ -87,7 +87,8 @@ pub use kafka_macros::kafka_main;
 pub mod prelude {
     pub use crate::extract::{Headers, Json, Key, Text};
     pub use crate::{
-        kafka_main, kafka_worker, producer, Batch, Message, Topic, TopicStream, WorkerContext, WorkerError,
+        kafka_main, kafka_worker, producer, Ack, Batch, Message, Partition, StreamEvent, Topic, TopicStream,
+        WorkerContext, WorkerError,
     };
 }
 

@@ -84,6 +84,42 @@ pub async fn stream_tasks(mut topic: TopicStream, ctx: WorkerContext) -> Result<
     Ok(())
 }
 
+/// A stream worker that buffers its messages (recording `got:PAYLOAD`) and writes them
+/// (recording `flushed:PAYLOAD`, then marking them done) only when told that partitions are
+/// being revoked, and at shutdown; a message whose payload starts with `keep` is not written
+/// on revoke, only at shutdown. Records `assigned:N` and `revoking:N` for the events.
+#[kafka_worker(name = "it_buffered")]
+pub async fn buffered(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
+    use kafka_runtime::{Ack, StreamEvent};
+    fn flush(ctx: &WorkerContext, buffer: &mut Vec<(Message, Ack)>, all: bool) {
+        let (written, kept) = std::mem::take(buffer)
+            .into_iter()
+            .partition(|(msg, _)| all || !msg.payload_str().unwrap_or("").starts_with("keep"));
+        *buffer = kept;
+        for (msg, ack) in written {
+            record_as(ctx, &msg, format!("flushed:{}", msg.payload_str().unwrap_or("")));
+            ack.done();
+        }
+    }
+    let mut buffer = Vec::new();
+    while let Some(event) = topic.next_event().await {
+        match event {
+            StreamEvent::Message(msg) => {
+                record_as(&ctx, &msg, format!("got:{}", msg.payload_str()?));
+                buffer.push((msg, topic.ack_later().ok_or("no message to take over")?));
+            }
+            StreamEvent::Assigned(partitions) => record_value(&ctx, format!("assigned:{}", partitions.len())),
+            StreamEvent::Revoking(partitions) => {
+                record_value(&ctx, format!("revoking:{}", partitions.len()));
+                flush(&ctx, &mut buffer, false);
+            }
+            _ => {}
+        }
+    }
+    flush(&ctx, &mut buffer, true);
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Doc {
     pub id: u64,

@@ -10,28 +10,9 @@ use super::file::Settings;
 use super::layers::{Source, Sourced};
 
 /// Consumer defaults below every layer. `fetch.queue.backoff.ms` is lowered from librdkafka's
-/// 1000 ms, which stalls fetching for a second whenever the local queue fills up. The rest
-/// bound what is prefetched, per partition: librdkafka fetches a partition again while it
-/// holds fewer than `queued.min.messages` (its default, 100,000, is about 50 MB of 100-byte
-/// messages with librdkafka's own records), and a fetch brings up to 256 KiB of it (the
-/// broker may give the first partition of a response up to `fetch.max.bytes`, which must
-/// be at least `message.max.bytes`, hence the three). Measured with a 1,000,000-message
-/// backlog of 100 bytes and a 10 ms handler (`tests/tests/memory.rs`): peak RSS 28 MiB on 12
-/// partitions, 125 MiB on 100; with librdkafka's defaults 424 MiB on either, the whole
-/// backlog.
-const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
-    ("auto.offset.reset", "earliest"),
-    ("fetch.queue.backoff.ms", "10"),
-    ("queued.min.messages", "1000"),
-    ("max.partition.fetch.bytes", "262144"),
-    ("fetch.max.bytes", "262144"),
-    ("message.max.bytes", "262144"),
-];
-
-/// Defaults that only hold together: a layer that sets one of them drops the runtime's
-/// default for the others, which then take librdkafka's (`fetch.max.bytes` must be at least
-/// `message.max.bytes`).
-const FETCH_SIZE_KEYS: &[&str] = &["fetch.max.bytes", "message.max.bytes"];
+/// 1000 ms, which stalls fetching for a second whenever the local queue fills up. (How far a
+/// consumer fetches ahead is sized at start, from its partitions: see `consume::prefetch`.)
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("auto.offset.reset", "earliest"), ("fetch.queue.backoff.ms", "10")];
 
 /// Extra consumer defaults on the embedded mock cluster. It answers an empty fetch only after
 /// `fetch.wait.max.ms` (new data does not wake it), and it keeps 5 MiB per partition: a
@@ -64,9 +45,6 @@ impl ClientSettings {
         settings.add(CONSUMER_DEFAULTS.iter().chain(embedded), Source::Default);
         for layer in layers {
             settings.add_file_layer(layer, who);
-        }
-        if FETCH_SIZE_KEYS.iter().any(|key| settings.0.get(*key).is_some_and(|s| s.source != Source::Default)) {
-            settings.0.retain(|key, setting| setting.source != Source::Default || !FETCH_SIZE_KEYS.contains(&&**key));
         }
         settings.add(CONSUMER_ENFORCED, Source::Enforced);
         settings
@@ -121,33 +99,11 @@ pub fn is_secret(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::SettingValue;
 
     #[test]
     fn secrets_are_recognised() {
         assert!(is_secret("sasl.password"));
         assert!(is_secret("ssl.key.password"));
         assert!(!is_secret("session.timeout.ms"));
-    }
-
-    fn consumer_with(pairs: &[(&str, &str)]) -> BTreeMap<String, Sourced<String>> {
-        let layer: Settings = pairs.iter().map(|(k, v)| ((*k).to_owned(), SettingValue((*v).to_owned()))).collect();
-        ClientSettings::consumer(false, &[&layer], "test").into_map()
-    }
-
-    #[test]
-    fn prefetch_is_bounded_by_default_and_fetch_sizes_set_in_a_layer_drop_the_defaults() {
-        let defaults = consumer_with(&[]);
-        assert_eq!(defaults["queued.min.messages"].value, "1000");
-        assert_eq!(defaults["fetch.max.bytes"].value, "262144");
-        assert_eq!(defaults["message.max.bytes"].value, "262144");
-
-        // A bigger message size must not meet the default fetch size: librdkafka would refuse it.
-        let bigger = consumer_with(&[("message.max.bytes", "2000000")]);
-        assert_eq!(bigger["message.max.bytes"], Sourced::new("2000000".to_owned(), Source::File));
-        assert!(!bigger.contains_key("fetch.max.bytes"), "librdkafka derives it");
-        let fetch = consumer_with(&[("fetch.max.bytes", "5000000")]);
-        assert!(!fetch.contains_key("message.max.bytes"));
-        assert_eq!(fetch["max.partition.fetch.bytes"].source, Source::Default);
     }
 }

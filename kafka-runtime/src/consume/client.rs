@@ -15,6 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::completed::CompletedOffsets;
 use super::partitions::PartitionQueues;
+use super::rebalance_events::RebalanceEvents;
 use crate::worker::state::WorkerState;
 
 /// The rdkafka consumer every worker runs on. A `BaseConsumer`: the worker reads its
@@ -36,6 +37,10 @@ pub(crate) struct WorkerConsumerContext {
     pub(crate) shared_events: Arc<AtomicBool>,
     /// The done offsets above the committed ones, read at assignment (see `completed`).
     pub(crate) completed: Arc<CompletedOffsets>,
+    /// Rebalances told to a stream worker that asks for them (see `rebalance_events`).
+    pub(crate) rebalance_events: Arc<RebalanceEvents>,
+    /// How long the commit on revoke waits for such a worker to come back.
+    pub(crate) revoke_wait: Duration,
     /// The threads the rebalance callbacks ran on, for tests to check they never run on an
     /// async thread.
     #[cfg(test)]
@@ -51,6 +56,8 @@ impl WorkerConsumerContext {
             waker: Arc::default(),
             shared_events: Arc::new(AtomicBool::new(true)),
             completed: Arc::default(),
+            rebalance_events: Arc::default(),
+            revoke_wait: Duration::from_secs(30),
             #[cfg(test)]
             rebalance_threads: Default::default(),
         }

@@ -1,5 +1,6 @@
 //! Consuming, in the order a message travels: the client and its subscription (`client`),
-//! the group's rebalances (`rebalance`), one queue per assigned partition (`partitions`),
+//! how far it fetches ahead (`prefetch`),
+//! the group's rebalances (`rebalance`), told to a stream worker that asks (`rebalance_events`), one queue per assigned partition (`partitions`),
 //! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
 //! (`offsets`), with the done offsets above the committed one carried in the commit's metadata
 //! (`completed`), and [`TopicStream`], the public API over them, with [`Ack`] for a message
@@ -14,10 +15,13 @@ pub(crate) mod fetch;
 pub(crate) mod message;
 pub(crate) mod offsets;
 pub(crate) mod partitions;
+pub(crate) mod prefetch;
 pub(crate) mod rebalance;
+pub(crate) mod rebalance_events;
 pub(crate) mod stream;
 
 pub use ack::Ack;
 pub use batch::Batch;
 pub use message::Message;
+pub use rebalance_events::{Partition, StreamEvent};
 pub use stream::TopicStream;

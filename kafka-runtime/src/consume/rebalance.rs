@@ -30,6 +30,16 @@ impl ConsumerContext for WorkerConsumerContext {
                     assigned
                         .retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
                 });
+                // A stream worker that takes events finishes what it holds of them first.
+                let label = self.state.label();
+                if !self.rebalance_events.revoking(partitions, self.revoke_wait, || self.waker.wake()) {
+                    tracing::warn!(
+                        worker = label,
+                        "the worker did not ask for its next event within {:?} of being told that \
+                         partitions are being revoked; what it finished so far is committed",
+                        self.revoke_wait
+                    );
+                }
                 commit_stored(consumer, "on revoke");
             }
             Rebalance::Error(err) => tracing::warn!(worker = label, "rebalance error: {err}"),
@@ -52,6 +62,7 @@ impl ConsumerContext for WorkerConsumerContext {
         if let Rebalance::Assign(partitions) = rebalance {
             tracing::info!(worker = self.state.label(), "partitions assigned: {}", describe(partitions));
             self.state.count_assignment();
+            self.rebalance_events.assigned(partitions);
             self.state.set_assigned(|assigned| {
                 for element in partitions.elements() {
                     let partition = (element.topic().to_owned(), element.partition());

@@ -2,13 +2,16 @@
 //! once the worker moves on.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use super::ack::{Ack, Acks};
 use super::client::SharedConsumer;
 use super::completed::CompletedOffsets;
 use super::fetch::Fetcher;
 use super::message::Message;
+use super::message::NativeMessage;
 use super::offsets::{OffsetStore, Position, Receipt};
+use super::rebalance_events::{RebalanceEvents, StreamEvent};
 use crate::app::shutdown::Shutdown;
 use crate::worker::state::WorkerState;
 
@@ -58,6 +61,10 @@ pub struct TopicStream {
     acks: Option<Box<Acks>>,
     /// Offsets done above the committed ones before the partitions came to this consumer.
     completed: Arc<CompletedOffsets>,
+    /// Rebalances for [`next_event`](Self::next_event), once the worker asked for one.
+    events: Option<Arc<RebalanceEvents>>,
+    /// A message fetched while an event came in: handed out after it.
+    stashed: Option<NativeMessage>,
     fetcher: Fetcher,
 }
 
@@ -68,6 +75,8 @@ impl TopicStream {
             handed_out: None,
             acks: None,
             completed: Arc::clone(&rdkafka::consumer::Consumer::context(&*consumer).completed),
+            events: None,
+            stashed: None,
             fetcher: Fetcher::new(consumer, shutdown, state)?,
         })
     }
@@ -77,6 +86,9 @@ impl TopicStream {
     /// it cannot recover from.
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
+        if self.events.is_some() || self.stashed.is_some() {
+            return self.next_after_events().await;
+        }
         let raw = std::future::poll_fn(|cx| {
             if self.acks.is_some() {
                 self.settle_acks(Some(cx));
@@ -84,8 +96,99 @@ impl TopicStream {
             self.fetcher.poll_next(cx)
         })
         .await?;
+        Some(self.hand_out(raw))
+    }
+
+    /// [`next`](Self::next) for a worker that took events before: they are dropped.
+    async fn next_after_events(&mut self) -> Option<Message> {
+        loop {
+            match self.next_event().await? {
+                StreamEvent::Message(message) => return Some(message),
+                StreamEvent::Assigned(_) | StreamEvent::Revoking(_) => {}
+            }
+        }
+    }
+
+    /// Like [`next`](Self::next), and also tells the worker of rebalances: partitions
+    /// assigned, and partitions about to be revoked. A revoke waits, before its commit, until
+    /// the worker asks for its next event (at most the drain timeout), so that a worker that
+    /// buffers work can finish it, and have it committed, before another member takes the
+    /// partitions over; as the original's `flush()` on revoke.
+    ///
+    /// ```no_run
+    /// # use kafka_runtime::{Ack, Message, StreamEvent, TopicStream, WorkerError};
+    /// # async fn write_all(_: &[Message]) {}
+    /// async fn buffered(mut topic: TopicStream) -> Result<(), WorkerError> {
+    ///     let mut buffer: Vec<(Message, Ack)> = Vec::new();
+    ///     while let Some(event) = topic.next_event().await {
+    ///         match event {
+    ///             StreamEvent::Message(msg) => {
+    ///                 let ack = topic.ack_later().expect("just handed out");
+    ///                 buffer.push((msg, ack));
+    ///                 if buffer.len() < 500 {
+    ///                     continue;
+    ///                 }
+    ///             }
+    ///             StreamEvent::Revoking(_) => {} // flush now: committed before the handover
+    ///             _ => continue,
+    ///         }
+    ///         let (messages, acks): (Vec<_>, Vec<_>) = std::mem::take(&mut buffer).into_iter().unzip();
+    ///         write_all(&messages).await;
+    ///         acks.into_iter().for_each(Ack::done);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn next_event(&mut self) -> Option<StreamEvent> {
+        self.ack();
+        let events = match &self.events {
+            Some(events) => Arc::clone(events),
+            None => {
+                let events =
+                    Arc::clone(&rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).rebalance_events);
+                events.want();
+                self.events = Some(Arc::clone(&events));
+                events
+            }
+        };
+        // A revoke told before waits for this: what was done is stored by now.
+        events.worker_came_back();
+        let event = std::future::poll_fn(|cx| {
+            if self.acks.is_some() {
+                self.settle_acks(Some(cx));
+            }
+            // The rebalance callbacks wake this task when they queue an event.
+            rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).waker.register(cx.waker());
+            if let Some(event) = events.take() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if let Some(raw) = self.stashed.take() {
+                return Poll::Ready(Some(Err(raw)));
+            }
+            match self.fetcher.poll_next(cx) {
+                Poll::Ready(Some(raw)) => match events.take() {
+                    // The assignment that brought it is told first.
+                    Some(event) => {
+                        self.stashed = Some(raw);
+                        Poll::Ready(Some(Ok(event)))
+                    }
+                    None => Poll::Ready(Some(Err(raw))),
+                },
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => events.take().map_or(Poll::Pending, |event| Poll::Ready(Some(Ok(event)))),
+            }
+        })
+        .await?;
+        Some(match event {
+            Ok(event) => event,
+            Err(raw) => StreamEvent::Message(self.hand_out(raw)),
+        })
+    }
+
+    /// The message `raw`, tracked as the one handed out last.
+    fn hand_out(&mut self, raw: NativeMessage) -> Message {
         self.handed_out = Some(self.offsets.receipt(raw.fields()));
-        Some(Message::new(raw, self.fetcher.consumer().clone()))
+        Message::new(raw, self.fetcher.consumer().clone())
     }
 
     /// Takes the last message handed out off the stream's hands: `next()` will not mark it
@@ -275,6 +378,10 @@ impl Drop for TopicStream {
     fn drop(&mut self) {
         // Acks done while the worker finished: stored before the consumer closes and commits.
         self.settle_acks(None);
+        // The revokes of the close do not wait for a worker that is gone.
+        if let Some(events) = &self.events {
+            events.stop();
+        }
         // A worker that fails with a message in hand: its error is reported with where it was.
         if let Some(receipt) = &self.handed_out {
             self.fetcher.state().set_last_handed_out(self.offsets.position(receipt).to_string());

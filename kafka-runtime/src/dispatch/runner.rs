@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use crate::app::shutdown::Shutdown;
 use crate::consume::client::{commit_stored, SharedConsumer, WorkerConsumerContext};
 use crate::consume::partitions::PartitionQueues;
+use crate::consume::prefetch;
 use crate::consume::TopicStream;
 use crate::error::{panic_message, Error};
 use crate::worker::context::WorkerContext;
@@ -89,7 +90,10 @@ pub(crate) async fn run_consumer(
 ) -> Result<(), String> {
     let label = Arc::clone(&job.label);
     let state = WorkerState::register(Arc::clone(&label), job.ctx.group().to_owned());
-    let context = WorkerConsumerContext::new(Arc::clone(&state), Arc::clone(&job.brokers), partitions);
+    let mut job = job;
+    prefetch::size(&mut job.client_config, &job.subscription, &label).await;
+    let mut context = WorkerConsumerContext::new(Arc::clone(&state), Arc::clone(&job.brokers), partitions);
+    context.revoke_wait = drain_timeout;
     let consumer = SharedConsumer::subscribe(&job.client_config, context, &job.subscription)
         .map_err(|err| format!("worker `{label}`: cannot start its consumer: {err}"))?;
     tracing::info!(
