@@ -86,7 +86,7 @@ impl TopicStream {
     /// it cannot recover from.
     pub async fn next(&mut self) -> Option<Message> {
         self.ack();
-        if self.events.is_some() || self.stashed.is_some() {
+        if self.events.is_some() {
             return self.next_after_events().await;
         }
         let raw = std::future::poll_fn(|cx| {

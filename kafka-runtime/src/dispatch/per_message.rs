@@ -39,16 +39,17 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     }
     let concurrent = worker.concurrency.max_in_flight.value > 1;
     let by_key = worker.concurrency.ordering.value == Ordering::Key;
-    if concurrent && worker.concurrency.ordering.value != Ordering::Partition {
-        // Messages of a partition finish out of order: those done above the committed offset
-        // go in the commit's metadata, and are skipped when read again.
+    // Messages of a partition finish out of order: those done above the committed offset go
+    // in the commit's metadata, and are skipped when read again.
+    let out_of_order = concurrent && worker.concurrency.ordering.value != Ordering::Partition;
+    if out_of_order {
         stream.keep_completed_offsets();
     }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
     let handled = AssertUnwindSafe(async {
         while let Some(message) = stream.next().await {
-            if stream.last_was_done() {
+            if out_of_order && stream.last_was_done() {
                 // Done before a restart or a rebalance; `next` stores it.
                 continue;
             }
