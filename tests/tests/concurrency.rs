@@ -12,7 +12,7 @@ fn config(worker: &str, topic: &str, group: &str, keys: serde_json::Value) -> St
 }
 
 /// One handler call of `it_timed`: where its message sat, its key, and when it ran.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Call {
     partition: i32,
     offset: i64,
@@ -162,21 +162,23 @@ fn concurrency_is_shown_by_config_and_checked_at_start_up() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rebalance_waits_for_the_messages_in_flight_so_none_is_handled_twice() {
+/// Two workers on one function and one group, `messages` over 4 partitions: the second joins
+/// once the first has handled 100, taking partitions away while it has messages in flight.
+/// Returns the first member's calls and the second's.
+async fn rebalance_mid_stream(messages: i32, delay_ms: u64, keys: serde_json::Value) -> (Vec<Call>, Vec<Call>) {
     let (topic, group) = (unique("par-rebalance"), unique("group"));
     create_topics(&[&topic], 4).await;
-    produce(&topic, (0..2000).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n}")) })).await;
-    // Two workers on one function and one group: the second joining takes partitions away
-    // from the first while it has messages in flight and queued.
+    produce(&topic, (0..messages).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n}")) })).await;
+    let entry = |name: &str| {
+        let mut entry = serde_json::json!({"name": name, "path": "workers::timed", "group": group, "topics": [topic]});
+        entry.as_object_mut().unwrap().extend(keys.as_object().unwrap().clone());
+        entry
+    };
     let config = write_config(serde_json::json!({
-        "handler_delay_ms": 3,
+        "handler_delay_ms": delay_ms,
         "kafka": {
             "consumer_connection_settings": fast_settings(),
-            "consumer": {"workers": [
-                {"name": "it_timed", "group": group, "topics": [topic]},
-                {"name": "it_timed_second", "path": "workers::timed", "group": group, "topics": [topic]}
-            ]}
+            "consumer": {"workers": [entry("it_timed"), entry("it_timed_second")]}
         }
     }));
     let config = config.to_str().unwrap();
@@ -184,16 +186,36 @@ async fn a_rebalance_waits_for_the_messages_in_flight_so_none_is_handled_twice()
     wait_handled(100, |h| h.topic == topic && h.worker == "it_timed").await;
     let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_second"]);
     wait_handled(1, |h| h.topic == topic && h.worker == "it_timed_second").await;
-    wait_handled(2000, |h| h.topic == topic && h.payload.starts_with("end:")).await;
+    let total = usize::try_from(messages).unwrap();
+    wait_handled(total, |h| h.topic == topic && h.payload.starts_with("end:")).await;
     first.stop().await.expect("clean stop");
     second.stop().await.expect("clean stop");
 
-    let mut seen = BTreeMap::new();
-    for handled in handled(|h| h.topic == topic && h.payload.starts_with("start:")) {
-        *seen.entry((handled.partition, handled.offset)).or_insert(0) += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "handled twice across the rebalance: {twice:?}");
-    assert_eq!(seen.len(), 2000);
-    assert_eq!(committed(&group, &topic, 4).await, [Some(500); 4]);
+    // `calls` fails on a message started twice: none may be handled twice across the rebalance.
+    let all = calls(&topic);
+    assert_eq!(all.len(), total, "every message handled");
+    let per_partition = Some(i64::from(messages / 4));
+    assert_eq!(committed(&group, &topic, 4).await, [per_partition; 4]);
+    let of = |worker: &str| {
+        let mine: std::collections::BTreeSet<(i32, i64)> =
+            handled(|h| h.topic == topic && h.worker == worker).into_iter().map(|h| (h.partition, h.offset)).collect();
+        all.iter().filter(|c| mine.contains(&(c.partition, c.offset))).cloned().collect()
+    };
+    (of("it_timed"), of("it_timed_second"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_waits_for_the_messages_in_flight_so_none_is_handled_twice() {
+    rebalance_mid_stream(2000, 3, serde_json::json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebalance_with_256_messages_in_flight_loses_none_and_repeats_none() {
+    // 200 ms each, 256 at once: about 1,280 a second, so the backlog outlasts the rebalance.
+    let keys = serde_json::json!({"ordering": "none", "max_in_flight": 256});
+    let (first, second) = rebalance_mid_stream(12_000, 200, keys).await;
+    let most = most_at_once(&first);
+    println!("rebalance with messages in flight: the first member ran at most {most} at once");
+    assert!(most >= 200, "the first member never had close to 256 in flight: {most}");
+    assert!(!second.is_empty(), "the second member handled nothing");
 }
