@@ -47,8 +47,19 @@ fn committed_with_metadata(bootstrap: &str, group: &str, topic: &str) -> (i64, S
     (offset, element.metadata().to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
+/// What a SIGKILL and a restart cost with `ordering`.
+struct Ledger {
+    /// Messages handled more than once, all runs together.
+    duplicates: usize,
+    /// What a restart would have handled again without the metadata: every message handled
+    /// before the kill at or after the committed offset.
+    without: usize,
+    metadata: String,
+}
+
+/// Kills a worker with SIGKILL after 1,000 messages, restarts it and waits until every
+/// message was handled; every message handled at least once is checked here.
+async fn ledger_across_sigkill(ordering: &str) -> Ledger {
     let (topic, group) = (unique("completed"), unique("g"));
     let mut broker = Process::spawn(Binary::MockBroker, &[&format!("{topic}:1")]);
     let bootstrap = broker.wait_lines(1, |l| l.starts_with("bootstrap ")).await[0]["bootstrap ".len()..].to_owned();
@@ -63,7 +74,7 @@ async fn offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
         "kafka": {
             "consumer_connection_settings": settings,
             "consumer": {"workers": [{"name": "it_uneven", "group": group, "topics": [topic],
-                                      "ordering": "key", "max_in_flight": 64}]}
+                                      "ordering": ordering, "max_in_flight": 64}]}
         }
     }));
     let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_uneven"];
@@ -79,8 +90,6 @@ async fn offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
         let (bootstrap, group, topic) = (bootstrap.clone(), group.clone(), topic.clone());
         tokio::task::spawn_blocking(move || committed_with_metadata(&bootstrap, &group, &topic)).await.unwrap()
     };
-    assert!(metadata.starts_with("kw1:"), "the commit carries the done offsets above {committed}: {metadata:?}");
-    // Without the metadata, a restart handles again everything done from the committed offset on.
     let without = before.iter().filter(|&&offset| offset >= committed).count();
 
     let mut second = Process::spawn_with_env(Binary::TestWorkers, &args, &env);
@@ -95,17 +104,39 @@ async fn offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
     }
     second.signal("TERM");
     assert_eq!(second.wait_exit().await, Some(0));
+    broker.signal("KILL");
     let mut times: BTreeMap<i64, usize> = BTreeMap::new();
     for offset in before.iter().chain(&handled_offsets(&second.lines)) {
         *times.entry(*offset).or_default() += 1;
     }
-    let duplicates: usize = times.values().map(|n| n - 1).sum();
+    assert_eq!(times.len(), MESSAGES, "every message handled");
+    let duplicates = times.values().map(|n| n - 1).sum();
     println!(
-        "completed offsets: {} handled before SIGKILL, committed offset {committed}; handled again after \
-         the restart: {duplicates} with the metadata, {without} without it",
+        "ledger, ordering = {ordering}: {} handled before SIGKILL, committed offset {committed}; handled again \
+         after the restart: {duplicates} ({without} without the completed offsets)",
         before.len()
     );
-    assert_eq!(times.len(), MESSAGES, "every message handled");
-    assert!(duplicates < without, "the metadata saved nothing: {duplicates} duplicates, {without} without it");
-    broker.signal("KILL");
+    Ledger { duplicates, without, metadata }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_key_ordering_offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
+    let ledger = ledger_across_sigkill("key").await;
+    assert!(ledger.metadata.starts_with("kw1:"), "the commit carries the done offsets: {:?}", ledger.metadata);
+    assert!(ledger.duplicates < ledger.without, "the metadata saved nothing: {} duplicates", ledger.duplicates);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_ordering_offsets_done_above_the_commit_are_not_handled_again_after_sigkill() {
+    let ledger = ledger_across_sigkill("none").await;
+    assert!(ledger.metadata.starts_with("kw1:"), "the commit carries the done offsets: {:?}", ledger.metadata);
+    assert!(ledger.duplicates < ledger.without, "the metadata saved nothing: {} duplicates", ledger.duplicates);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_partition_ordering_nothing_is_done_above_the_commit_and_every_message_survives_sigkill() {
+    // One partition in order: nothing is ever done above the first unfinished message.
+    let ledger = ledger_across_sigkill("partition").await;
+    assert_eq!(ledger.metadata, "", "nothing to carry");
+    assert!(ledger.duplicates <= ledger.without);
 }
