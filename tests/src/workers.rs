@@ -152,11 +152,18 @@ pub async fn slow(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
 
 /// Prints `handled TOPIC PARTITION OFFSET PAYLOAD` once done, after `handler_delay_ms`; a
 /// message whose offset is a multiple of 25 takes 20 times as long, so that with
-/// `ordering = key` later messages of other keys finish before it.
+/// `ordering = key` later messages of other keys finish before it; one whose payload is
+/// `stuck` takes `stuck_ms`.
 #[kafka_worker(name = "it_uneven")]
 pub async fn uneven(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
-    let delay = if msg.offset() % 25 == 0 { 20 * delay } else { delay };
+    let delay = if msg.payload_str()? == "stuck" {
+        ctx.setting("stuck_ms").transpose()?.unwrap_or(0)
+    } else if msg.offset() % 25 == 0 {
+        20 * delay
+    } else {
+        delay
+    };
     tokio::time::sleep(Duration::from_millis(delay)).await;
     println!("handled {} {} {} {}", msg.topic(), msg.partition(), msg.offset(), msg.payload_str()?);
     Ok(())

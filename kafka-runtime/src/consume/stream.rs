@@ -215,6 +215,21 @@ impl TopicStream {
         }
     }
 
+    /// Commits `offsets` (with their metadata) without waiting: librdkafka sends the commit
+    /// from its own threads.
+    pub(crate) fn commit_async(&self, offsets: &rdkafka::TopicPartitionList) {
+        if offsets.count() == 0 {
+            return;
+        }
+        if let Err(err) = rdkafka::consumer::Consumer::commit(
+            &**self.fetcher.consumer(),
+            offsets,
+            rdkafka::consumer::CommitMode::Async,
+        ) {
+            tracing::debug!(worker = self.fetcher.label(), "could not commit the completed offsets: {err}");
+        }
+    }
+
     /// From now on, the done offsets above the committed ones are read at each assignment,
     /// for [`was_done`](Self::was_done). Call it before the first [`next`](Self::next).
     pub(crate) fn keep_completed_offsets(&self) {

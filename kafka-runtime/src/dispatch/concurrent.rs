@@ -83,6 +83,8 @@ where
     // Its room in the slots, so that it counts against `max_in_flight`.
     let first_slot = flight.slots.reserve();
     let mut ended = false;
+    let mut save_completed = tokio::time::interval(COMMIT_COMPLETED_EVERY);
+    save_completed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         flight.lanes.forget_revoked(stream);
         let events = stream.events_pending();
@@ -130,6 +132,10 @@ where
             (index, outcome) = std::future::poll_fn(|cx| flight.slots.poll_finished(cx)), if !flight.slots.is_idle() => {
                 let Some(job) = flight.jobs[index].take() else { continue };
                 (job, outcome)
+            }
+            _ = save_completed.tick(), if flight.lanes.completed_unsaved => {
+                flight.lanes.commit_completed(stream);
+                continue;
             }
             next = stream.next(), if reading => {
                 match next {
@@ -196,6 +202,9 @@ struct Track {
     outstanding: Outstanding,
     /// Lanes that hold this partition back.
     held_by: u32,
+    /// Messages finished above the first unfinished one since its offset was last stored:
+    /// the metadata to commit changed while the offset did not.
+    completed_unsaved: bool,
 }
 
 struct Lanes {
@@ -216,6 +225,8 @@ struct Lanes {
     stalled: Vec<LaneId>,
     /// The first failure, which stops the worker.
     failure: Option<String>,
+    /// Some track has `completed_unsaved`.
+    completed_unsaved: bool,
 }
 
 impl Lanes {
@@ -238,6 +249,7 @@ impl Lanes {
             tracked: 0,
             stalled: Vec::new(),
             failure: None,
+            completed_unsaved: false,
         }
     }
 
@@ -325,8 +337,18 @@ impl Lanes {
                 let keep_completed = self.ordering != Ordering::Partition;
                 let (highest, released) = self.track(receipt).outstanding.done(receipt.offset);
                 self.tracked -= released;
-                let Some(offset) = highest else { return };
-                let outstanding = &self.track(receipt).outstanding;
+                let Some(offset) = highest else {
+                    // Done above the first unfinished message: committed by `commit_completed`,
+                    // as librdkafka commits only an offset that moved.
+                    if keep_completed {
+                        self.track(receipt).completed_unsaved = true;
+                        self.completed_unsaved = true;
+                    }
+                    return;
+                };
+                let track = self.track(receipt);
+                track.completed_unsaved = false;
+                let outstanding = &track.outstanding;
                 // Done ones above the first not done go in the commit's metadata.
                 let metadata = keep_completed
                     .then(|| outstanding.done_above())
@@ -423,6 +445,33 @@ impl Lanes {
         self.queued -= dropped;
     }
 }
+
+impl Lanes {
+    /// Commits, with their metadata, the partitions whose done messages above the first
+    /// unfinished one changed while its offset did not (a slow message holds it): so that a
+    /// restart skips them even while that message runs on.
+    fn commit_completed(&mut self, stream: &TopicStream) {
+        if !std::mem::take(&mut self.completed_unsaved) {
+            return;
+        }
+        let mut list = rdkafka::TopicPartitionList::new();
+        for track in self.tracks.iter_mut().flatten() {
+            let Some(receipt) = track.receipt.filter(|_| std::mem::take(&mut track.completed_unsaved)) else {
+                continue;
+            };
+            let Some((first, done)) = track.outstanding.done_above() else { continue };
+            let Some(metadata) = completed::encode(first, done) else { continue };
+            let mut element = list.add_partition(stream.topic(&receipt), receipt.partition);
+            if element.set_offset(rdkafka::Offset::Offset(first)).is_ok() {
+                element.set_metadata(metadata);
+            }
+        }
+        stream.commit_async(&list);
+    }
+}
+
+/// How often [`Lanes::commit_completed`] runs while something is unsaved.
+const COMMIT_COMPLETED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The lanes with the handler calls in flight: what the loop of [`run`] works on.
 struct Flight<F, C> {
