@@ -1,12 +1,15 @@
 //! What happens when the group moves partitions: stored offsets are committed before
-//! partitions are given up, and new partitions get their own queues before fetching starts.
+//! partitions are given up (after a stream worker that takes events was told, see
+//! `rebalance_events`), and new partitions get their own queues before fetching starts (and,
+//! for workers whose messages finish out of order, their committed metadata is read, see
+//! `completed`).
 //! These callbacks run where the shared queue is served: on a blocking thread (see `fetch`),
 //! never on an async one, since the commit waits for the broker.
 
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{commit_stored, WorkerConsumerContext};
@@ -31,7 +34,6 @@ impl ConsumerContext for WorkerConsumerContext {
                         .retain(|(t, p)| !partitions.elements().iter().any(|e| e.topic() == t && e.partition() == *p))
                 });
                 // A stream worker that takes events finishes what it holds of them first.
-                let label = self.state.label();
                 if !self.rebalance_events.revoking(partitions, self.revoke_wait, || self.waker.wake()) {
                     tracing::warn!(
                         worker = label,

@@ -444,9 +444,7 @@ impl Lanes {
         self.keys.retain(|_, lane| lane.busy || !lane.backlog.is_empty());
         self.queued -= dropped;
     }
-}
 
-impl Lanes {
     /// Commits, with their metadata, the partitions whose done messages above the first
     /// unfinished one changed while its offset did not (a slow message holds it): so that a
     /// restart skips them even while that message runs on.
