@@ -10,7 +10,6 @@
 //! done ones. A broker that does not keep commit metadata (Tansu does not) returns none:
 //! those messages are then handled again, as without this.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -112,7 +111,9 @@ pub(crate) struct CompletedOffsets {
     enabled: AtomicBool,
     /// Set while `partitions` holds anything: the one thing read per message.
     any: AtomicBool,
-    partitions: Mutex<HashMap<(String, i32), Completed>>,
+    /// By topic and partition: a consumer's few assigned partitions, looked up without
+    /// allocating.
+    partitions: Mutex<Vec<(String, i32, Completed)>>,
 }
 
 impl CompletedOffsets {
@@ -127,13 +128,9 @@ impl CompletedOffsets {
     /// What a partition just assigned had done above its committed offset.
     pub(crate) fn assigned(&self, topic: &str, partition: i32, completed: Option<Completed>) {
         let mut partitions = self.lock();
-        match completed {
-            Some(completed) => {
-                partitions.insert((topic.to_owned(), partition), completed);
-            }
-            None => {
-                partitions.remove(&(topic.to_owned(), partition));
-            }
+        partitions.retain(|(t, p, _)| !(t == topic && *p == partition));
+        if let Some(completed) = completed {
+            partitions.push((topic.to_owned(), partition, completed));
         }
         self.any.store(!partitions.is_empty(), Ordering::Release);
     }
@@ -149,25 +146,22 @@ impl CompletedOffsets {
         self.any.load(Ordering::Acquire)
     }
 
-    /// True when the message at `offset` was done before the partition came to this consumer.
-    #[inline]
+    /// True when the message at `offset` was done before the partition came to this
+    /// consumer. (Callers check [`any`](Self::any) first, the one thing read per message.)
     pub(crate) fn was_done(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.any() && self.was_done_slow(topic, partition, offset)
-    }
-
-    fn was_done_slow(&self, topic: &str, partition: i32, offset: i64) -> bool {
         let mut partitions = self.lock();
-        let key = (topic.to_owned(), partition);
-        let Some(completed) = partitions.get_mut(&key) else { return false };
-        let done = completed.contains(offset);
-        if completed.is_empty() {
-            partitions.remove(&key);
+        let Some(index) = partitions.iter().position(|(t, p, _)| t == topic && *p == partition) else {
+            return false;
+        };
+        let done = partitions[index].2.contains(offset);
+        if partitions[index].2.is_empty() {
+            partitions.swap_remove(index);
             self.any.store(!partitions.is_empty(), Ordering::Release);
         }
         done
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), Completed>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, i32, Completed)>> {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -239,13 +239,13 @@ impl TopicStream {
     /// consumer: the caller marks it done without handling it.
     #[inline]
     pub(crate) fn was_done(&self, receipt: &Receipt) -> bool {
-        self.completed.was_done(self.offsets.topic(receipt), receipt.partition, receipt.offset)
+        self.completed.any() && self.completed.was_done(self.offsets.topic(receipt), receipt.partition, receipt.offset)
     }
 
     /// [`was_done`](Self::was_done) for the message handed out last.
     #[inline]
     pub(crate) fn last_was_done(&self) -> bool {
-        self.completed.any() && self.handed_out.is_some_and(|receipt| self.was_done(&receipt))
+        self.handed_out.is_some_and(|receipt| self.was_done(&receipt))
     }
 
     /// Hands out nothing more of the receipt's partition until [`resume`](Self::resume).

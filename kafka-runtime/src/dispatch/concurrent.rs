@@ -187,7 +187,7 @@ struct Queued {
 struct Lane {
     busy: bool,
     backlog: VecDeque<Queued>,
-    /// The partition this lane holds back (see `Lanes::hold_if_full`).
+    /// The partition this lane holds back while its backlog is full (see `Flight::arrived`).
     holding: Option<Receipt>,
 }
 
