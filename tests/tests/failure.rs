@@ -62,6 +62,16 @@ fn handled_where(topic: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_message_is_retried_with_backoff_while_other_partitions_flow() {
+    // The default `max_in_flight`: the message's tries run in its partition's lane.
+    retried_while_other_partitions_flow(serde_json::json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_message_at_a_time_a_failing_message_pauses_only_its_partition() {
+    retried_while_other_partitions_flow(serde_json::json!({"max_in_flight": 1})).await;
+}
+
+async fn retried_while_other_partitions_flow(concurrency: serde_json::Value) {
     let (topic, group) = (unique("retry"), unique("group"));
     create_topics(&[&topic], 2).await;
     let on = |partition: i32, payload: String| Record { partition: Some(partition), ..Record::new(payload) };
@@ -70,12 +80,9 @@ async fn a_failing_message_is_retried_with_backoff_while_other_partitions_flow()
     for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
         produce(&topic, [on(0, payload)]).await;
     }
-    let config = config(
-        "it_flaky",
-        &topic,
-        &group,
-        serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000}),
-    );
+    let mut keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000});
+    keys.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
+    let config = config("it_flaky", &topic, &group, keys);
     let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"]);
     wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
     // Partition 1 flows while partition 0 waits.
@@ -125,6 +132,15 @@ async fn a_dead_letter_topic_that_cannot_be_written_stops_the_worker_uncommitted
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_during_a_retry_wait_ends_the_wait_and_the_partition_flows_again() {
+    revoke_during_a_retry_wait(serde_json::json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_message_at_a_time_a_revoke_during_a_retry_wait_ends_the_wait() {
+    revoke_during_a_retry_wait(serde_json::json!({"max_in_flight": 1})).await;
+}
+
+async fn revoke_during_a_retry_wait(concurrency: serde_json::Value) {
     let (topic, group) = (unique("retry-revoke"), unique("group"));
     create_topics(&[&topic], 2).await;
     let on = |partition: i32, payload: String| Record { partition: Some(partition), ..Record::new(payload) };
@@ -132,7 +148,8 @@ async fn a_revoke_during_a_retry_wait_ends_the_wait_and_the_partition_flows_agai
         produce(&topic, [on(0, payload)]).await;
     }
     // A backoff long enough that the second member joins while the first waits.
-    let policy = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000});
+    let mut policy = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000});
+    policy.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
     let mut first = serde_json::json!({"name": "it_flaky", "group": group, "topics": [topic]});
     let mut second =
         serde_json::json!({"name": "it_flaky_second", "path": "workers::flaky", "group": group, "topics": [topic]});
@@ -163,4 +180,73 @@ async fn a_revoke_during_a_retry_wait_ends_the_wait_and_the_partition_flows_agai
     payloads.sort();
     payloads.dedup();
     assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_ordering_key_a_failing_message_holds_back_only_its_key() {
+    let (topic, group) = (unique("retry-key"), unique("group"));
+    create_topics(&[&topic], 1).await;
+    // One partition: key `a`'s flaky message and 5 more of `a`, then 20 of key `b`.
+    // (`produce` sends its records concurrently: one call per record keeps their order.)
+    let records = std::iter::once(Record::keyed("a", "flaky-a"))
+        .chain((0..5).map(|n| Record::keyed("a", format!("a-{n}"))))
+        .chain((0..20).map(|n| Record::keyed("b", format!("b-{n}"))));
+    for record in records {
+        produce(&topic, [record]).await;
+    }
+    let keys = serde_json::json!({"retries": 2, "retry_backoff_ms": 400, "retry_backoff_max_ms": 1000,
+                                  "ordering": "key", "max_in_flight": 8});
+    let config = one_worker_config(serde_json::json!({"flaky_tries": 2}), "it_flaky", &topic, &group, keys);
+    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"]);
+    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+
+    let log = handled_at(|h| h.topic == topic);
+    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-a")).collect();
+    assert_eq!(tries.len(), 3, "2 failed tries and one that succeeded: {tries:?}");
+    let (first_failure, success) = (tries[0].1, tries[2].1);
+    let b: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("b-")).collect();
+    assert_eq!(b.len(), 20);
+    assert!(
+        b.iter().all(|(_, at)| *at > first_failure && *at < success),
+        "key b, in the same partition, waited for key a's retries"
+    );
+    let a: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("a-")).collect();
+    assert!(a.iter().all(|(_, at)| *at > success), "a message of the waiting key was handed out");
+    let order: Vec<&str> = a.iter().map(|(h, _)| h.payload.as_str()).collect();
+    assert_eq!(order, ["a-0", "a-1", "a-2", "a-3", "a-4"]);
+    assert_eq!(handled_where(&topic), 26, "each message handled once successfully");
+    // Committed past all of them: the partition's commit is its end.
+    assert_eq!(committed(&group, &topic, 1).await, [Some(26)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_ends_the_retry_waits_that_hold_every_slot_and_commits_none_of_them() {
+    let (topic, group) = (unique("retry-stop"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    for partition in 0..2 {
+        for payload in [format!("flaky-{partition}"), format!("after-{partition}")] {
+            produce(&topic, [Record { partition: Some(partition), ..Record::new(payload) }]).await;
+        }
+    }
+    // Two slots, both taken by a message waiting 20 s for its next try: the loop reads
+    // nothing, and still sees the shutdown.
+    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000,
+                                  "max_in_flight": 2});
+    let config = one_worker_config(serde_json::json!({"flaky_tries": 1}), "it_flaky", &topic, &group, keys);
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"];
+    let running = InProcess::start(&args);
+    wait_handled(2, |h| h.topic == topic && h.payload.starts_with("failed:")).await;
+    let stopping = std::time::Instant::now();
+    running.stop().await.expect("clean stop");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(10), "the shutdown waited for the retry waits: {took:?}");
+    assert_eq!(committed(&group, &topic, 2).await, [None, None], "a waiting message was committed");
+    assert_eq!(handled_where(&topic), 0);
+
+    // After a restart both are tried again (their second try succeeds), then the rest.
+    let running = InProcess::start(&args);
+    wait_handled(4, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
 }

@@ -187,6 +187,15 @@ impl Fetcher {
         self.shared_events.load(Ordering::Acquire)
     }
 
+    /// See [`Interruptions`].
+    pub(crate) fn interruptions(&self) -> Interruptions {
+        Interruptions {
+            waker: Arc::clone(&self.consumer.context().waker),
+            events: Arc::clone(&self.shared_events),
+            stopping: Box::pin(self.shutdown.drain_token().cancelled_owned()),
+        }
+    }
+
     #[inline]
     fn ended(&self) -> bool {
         self.stopped || self.shutdown.is_begun()
@@ -493,5 +502,29 @@ impl Drop for Fetcher {
     fn drop(&mut self) {
         // Nobody reads the partition queues any more: they go now, before the client.
         self.consumer.context().partitions.close();
+    }
+}
+
+/// What ends a worker's wait when all its messages are in flight and it reads no more: a
+/// rebalance or an error to serve, or the shutdown. (Reading, it learns of them from
+/// `poll_next`.)
+pub(crate) struct Interruptions {
+    waker: Arc<futures_util::task::AtomicWaker>,
+    events: Arc<AtomicBool>,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Interruptions {
+    /// Ready once events wait to be served, or the shutdown has begun.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        // Registered before looking, so events arriving in between wake the task.
+        self.waker.register(cx.waker());
+        if self.events.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 }

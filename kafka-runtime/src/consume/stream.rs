@@ -295,6 +295,11 @@ impl TopicStream {
         self.fetcher.events_pending()
     }
 
+    /// What ends the wait of a worker that reads no more while its messages run.
+    pub(crate) fn interruptions(&self) -> super::fetch::Interruptions {
+        self.fetcher.interruptions()
+    }
+
     /// Serves the waiting rebalances and errors now, without waiting for a message.
     pub(crate) async fn serve_events(&mut self) {
         std::future::poll_fn(|cx| self.fetcher.poll_serve_events(cx)).await;

@@ -11,6 +11,10 @@
 //! - **Rebalances**: while one waits to be served, no message starts; the running ones
 //!   finish and are stored, then the rebalance is served (and committed on revoke); queued
 //!   messages of revoked partitions are dropped, not handled.
+//! - **Failures**: without a failure policy the first one stops the worker. Under one
+//!   ([`run_with_policy`]), a message's tries and the waits between them run in its slot,
+//!   holding only its lane; a rebalance or the shutdown cuts the waits short
+//!   ([`RetryWaits`]) and the message goes back to the front of its lane.
 //! - A handler that does not wait finishes inside [`Slots::start`], with nothing tracked and
 //!   nothing allocated: the loop then costs about what the sequential one does.
 
@@ -19,10 +23,15 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
+use futures_util::future::CatchUnwind;
 use futures_util::FutureExt as _;
+use tokio::sync::Notify;
 
+use super::failure::{self, Tried};
 use super::slots::Slots;
+use crate::config::FailurePolicy;
 use crate::config::Ordering;
 use crate::consume::completed;
 use crate::consume::offsets::{Outstanding, Receipt};
@@ -36,7 +45,36 @@ use crate::worker::handler::MessageHandler;
 const PARTITION_BACKLOG: usize = 8;
 
 /// What a handler call gives: its result, or the panic it raised.
-type Outcome = Result<Result<(), WorkerError>, Box<dyn std::any::Any + Send>>;
+type CallOutcome = Result<Result<(), WorkerError>, Box<dyn std::any::Any + Send>>;
+
+/// How a message's run in a slot ended.
+pub(crate) enum Outcome {
+    Done,
+    /// The handler failed, or panicked: the worker stops.
+    Failed {
+        verb: &'static str,
+        why: String,
+    },
+    /// The worker stops, for the reason told (which names the message).
+    Stopped(String),
+    /// It waited for its next try when a rebalance or the shutdown came: it goes back to the
+    /// front of its lane, with its tries, and is dropped if its partition is taken away.
+    Abandoned {
+        message: Message,
+        tries: u32,
+    },
+}
+
+impl From<CallOutcome> for Outcome {
+    #[inline]
+    fn from(outcome: CallOutcome) -> Self {
+        match outcome {
+            Ok(Ok(())) => Outcome::Done,
+            Ok(Err(err)) => Outcome::Failed { verb: "failed", why: err.to_string() },
+            Err(panic) => Outcome::Failed { verb: "panicked", why: panic_message(&*panic).to_string() },
+        }
+    }
+}
 
 /// The call the sequential loop handed over: the first that waited, still running.
 pub(crate) struct FirstCall<'a, F> {
@@ -64,24 +102,116 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args, F>(
 where
     F: Future<Output = Result<(), WorkerError>>,
 {
+    let call = |(message, _tries): (Message, u32)| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
+    run_lanes(stream, ctx, call, Some(first), None).await
+}
+
+/// [`run`] under a failure policy (`retries`, `dead_letter_topic`): a message's tries, and
+/// the waits between them, run in its slot, so that a message waiting for its next try holds
+/// back only its lane (its partition, or its key), while the others flow. The worker stops
+/// only where the policy says so.
+pub(crate) async fn run_with_policy<H: MessageHandler<Args>, Args>(
+    handler: &H,
+    stream: &mut TopicStream,
+    ctx: &WorkerContext,
+) -> Result<(), WorkerError> {
+    let policy = &ctx.worker().failure;
+    let waits = RetryWaits::default();
+    let call = |(message, tries): (Message, u32)| with_retries(handler, ctx, policy, &waits, message, tries);
+    run_lanes(stream, ctx, call, None::<FirstCall<'_, std::future::Pending<_>>>, Some(&waits)).await
+}
+
+/// Tries a message until it is done, or the policy stops the worker, or its wait for the next
+/// try is cut short (see [`RetryWaits`]). `tries`: the tries made before.
+async fn with_retries<H: MessageHandler<Args>, Args>(
+    handler: &H,
+    ctx: &WorkerContext,
+    policy: &FailurePolicy,
+    waits: &RetryWaits,
+    mut message: Message,
+    mut tries: u32,
+) -> Outcome {
+    loop {
+        match failure::try_once(handler, ctx, policy, message, tries).await {
+            Tried::Done => return Outcome::Done,
+            Tried::Stop(why) => return Outcome::Stopped(why),
+            Tried::Again { wait, message: kept } => {
+                tries += 1;
+                if !waits.wait(wait).await {
+                    return Outcome::Abandoned { message: kept, tries };
+                }
+                message = kept;
+            }
+        }
+    }
+}
+
+/// Lets the messages that wait for their next try give up their slot when a rebalance or
+/// the shutdown is waiting for the running messages: a wait (up to `retry_backoff_max_ms`)
+/// must not hold a rebalance back.
+#[derive(Default)]
+struct RetryWaits {
+    cut_short: AtomicBool,
+    notify: Notify,
+}
+
+impl RetryWaits {
+    /// Waits `wait`: true, or false at once when the waits are cut short.
+    async fn wait(&self, wait: std::time::Duration) -> bool {
+        let cut = self.notify.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        if self.cut_short.load(AtomicOrdering::Acquire) {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = cut => false,
+        }
+    }
+
+    /// Cuts the waits short while `cut` is set (waking those under way), lets them run again
+    /// once it is not.
+    #[inline]
+    fn cut_short(&self, cut: bool) {
+        if self.cut_short.swap(cut, AtomicOrdering::AcqRel) != cut && cut {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// The handed-over call, running in its lane beside the slots, in room reserved in them.
+struct HandedOver<G> {
+    job: Job,
+    call: G,
+    slot: usize,
+}
+
+/// The loop of [`run`] and [`run_with_policy`]: `call` makes the future that runs a message
+/// (with the tries it had before).
+async fn run_lanes<C, F, G>(
+    stream: &mut TopicStream,
+    ctx: &WorkerContext,
+    call: C,
+    first: Option<FirstCall<'_, G>>,
+    waits: Option<&RetryWaits>,
+) -> Result<(), WorkerError>
+where
+    C: Fn((Message, u32)) -> F,
+    F: Future,
+    F::Output: Into<Outcome>,
+    G: Future<Output = Result<(), WorkerError>>,
+{
     let concurrency = &ctx.worker().concurrency;
     let lanes = Lanes::new(concurrency.ordering.value, concurrency.max_in_flight.value);
     stream.report_every_revoke();
-    let call = |message: Message| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
     let slots = Slots::new(lanes.max_in_flight, &call);
     let jobs = (0..lanes.max_in_flight).map(|_| None).collect();
     let mut flight = Flight { lanes, slots, jobs, call };
-    // The handed-over call runs beside the slots, in its lane, until it finishes.
-    let lanes = &mut flight.lanes;
-    let first_job = Job { receipt: first.receipt, lane: lanes.lane_for(first.key, &first.receipt) };
-    lanes.track_handed_out(&first.receipt);
-    if let Some(lane) = lanes.lane(first_job.lane, &first.receipt) {
-        lane.busy = true;
-    }
-    lanes.running += 1;
-    let mut first = Some(AssertUnwindSafe(first.call).catch_unwind());
-    // Its room in the slots, so that it counts against `max_in_flight`.
-    let first_slot = flight.slots.reserve();
+    let mut first = first.map(|first| flight.hand_over(first));
+    // Retry waits are cut short when a rebalance or the shutdown comes, even while the loop
+    // reads nothing (every slot taken).
+    let mut interruptions = waits.map(|_| stream.interruptions());
     let mut ended = false;
     let mut save_completed = tokio::time::interval(COMMIT_COMPLETED_EVERY);
     save_completed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,7 +219,10 @@ where
         flight.lanes.forget_revoked(stream);
         let events = stream.events_pending();
         let going = !ended && flight.lanes.failure.is_none();
-        if going && !events && !flight.lanes.stalled.is_empty() {
+        if let Some(waits) = waits {
+            waits.cut_short(events || !going);
+        }
+        if going && !events && flight.lanes.has_stalled() {
             flight.restart_stalled(stream);
         }
         let idle = flight.slots.is_idle();
@@ -124,14 +257,20 @@ where
         }
         let (job, outcome) = tokio::select! {
             biased;
-            outcome = async { first.as_mut().expect("guarded").await }, if first.is_some() => {
-                first = None;
-                flight.slots.give_back(first_slot);
-                (first_job, outcome)
+            outcome = async { (&mut first.as_mut().expect("guarded").call).await }, if first.is_some() => {
+                let handed = first.take().expect("guarded");
+                flight.slots.give_back(handed.slot);
+                (handed.job, Outcome::from(outcome))
             }
             (index, outcome) = std::future::poll_fn(|cx| flight.slots.poll_finished(cx)), if !flight.slots.is_idle() => {
                 let Some(job) = flight.jobs[index].take() else { continue };
-                (job, outcome)
+                (job, outcome.into())
+            }
+            () = std::future::poll_fn(|cx| interruptions.as_mut().expect("guarded").poll(cx)),
+                if interruptions.is_some() && !events && !ended => {
+                // Shutdown: read nothing more, as when the stream ends.
+                ended = !stream.events_pending();
+                continue;
             }
             _ = save_completed.tick(), if flight.lanes.completed_unsaved => {
                 flight.lanes.commit_completed(stream);
@@ -181,6 +320,8 @@ enum LaneId {
 struct Queued {
     message: Message,
     receipt: Receipt,
+    /// Tries made before (under a failure policy).
+    tries: u32,
 }
 
 #[derive(Default)]
@@ -227,6 +368,9 @@ struct Lanes {
     failure: Option<String>,
     /// Some track has `completed_unsaved`.
     completed_unsaved: bool,
+    /// Messages without a lane (`ordering = none`) whose wait for their next try was cut
+    /// short: started again before anything else.
+    free_retries: VecDeque<Queued>,
 }
 
 impl Lanes {
@@ -250,6 +394,7 @@ impl Lanes {
             stalled: Vec::new(),
             failure: None,
             completed_unsaved: false,
+            free_retries: VecDeque::new(),
         }
     }
 
@@ -325,51 +470,77 @@ impl Lanes {
     /// A running message finished.
     fn finished(&mut self, stream: &mut TopicStream, job: Job, outcome: Outcome) {
         self.running -= 1;
-        self.record(stream, &job.receipt, outcome);
+        self.settle(stream, job.lane, &job.receipt, outcome);
     }
 
-    /// Marks a tracked message done (storing every offset of its partition that is now done
-    /// in a row), or records its failure: then nothing at or after it in its partition is
-    /// stored.
-    fn record(&mut self, stream: &mut TopicStream, receipt: &Receipt, outcome: Outcome) {
-        let err = match outcome {
-            Ok(Ok(())) => {
-                let keep_completed = self.ordering != Ordering::Partition;
-                let (highest, released) = self.track(receipt).outstanding.done(receipt.offset);
-                self.tracked -= released;
-                let Some(offset) = highest else {
-                    // Done above the first unfinished message: committed by `commit_completed`,
-                    // as librdkafka commits only an offset that moved.
-                    if keep_completed {
-                        self.track(receipt).completed_unsaved = true;
-                        self.completed_unsaved = true;
-                    }
-                    return;
-                };
-                let track = self.track(receipt);
-                track.completed_unsaved = false;
-                let outstanding = &track.outstanding;
-                // Done ones above the first not done go in the commit's metadata.
-                let metadata = keep_completed
-                    .then(|| outstanding.done_above())
-                    .flatten()
-                    .and_then(|(first, done)| Some((first, completed::encode(first, done)?)));
-                match metadata {
-                    Some((first, metadata)) => stream.store_with_metadata(receipt, first, &metadata),
-                    None => stream.store(&receipt.at_offset(offset)),
-                }
-                return;
+    /// What follows a tracked message's end in lane `id`: it is done, or the worker stops, or
+    /// (abandoned) it goes back to the front of its lane. True for the last.
+    fn settle(&mut self, stream: &mut TopicStream, id: LaneId, receipt: &Receipt, outcome: Outcome) -> bool {
+        let failure = match outcome {
+            Outcome::Done => {
+                self.done(stream, receipt);
+                return false;
             }
-            Ok(Err(err)) => ("failed", err.to_string()),
-            Err(panic) => ("panicked", panic_message(&*panic).to_string()),
+            Outcome::Failed { verb, why } => format!(
+                "handler {verb} at {}: {why}; the message was not committed and will be delivered again",
+                stream.position(receipt)
+            ),
+            Outcome::Stopped(why) => why,
+            Outcome::Abandoned { message, tries } => {
+                self.put_back(id, Queued { message, receipt: *receipt, tries });
+                return true;
+            }
         };
-        if self.failure.is_none() {
-            self.failure = Some(format!(
-                "handler {} at {}: {}; the message was not committed and will be delivered again",
-                err.0,
-                stream.position(receipt),
-                err.1
-            ));
+        // The first failure stops the worker; nothing at or after it in its partition is stored.
+        self.failure.get_or_insert(failure);
+        false
+    }
+
+    /// A message whose wait for its next try was cut short goes back to the front of its
+    /// lane's backlog, to start once the lane starts again.
+    fn put_back(&mut self, id: LaneId, queued: Queued) {
+        self.queued += 1;
+        let receipt = queued.receipt;
+        match self.lane(id, &receipt) {
+            Some(lane) => {
+                lane.backlog.push_front(queued);
+                self.stalled.push(id);
+            }
+            None => self.free_retries.push_back(queued),
+        }
+    }
+
+    /// True when some lane, or some message without one, waits to be started again.
+    fn has_stalled(&self) -> bool {
+        !self.stalled.is_empty() || !self.free_retries.is_empty()
+    }
+
+    /// Marks a tracked message done, storing every offset of its partition that is now done
+    /// in a row.
+    fn done(&mut self, stream: &mut TopicStream, receipt: &Receipt) {
+        let keep_completed = self.ordering != Ordering::Partition;
+        let (highest, released) = self.track(receipt).outstanding.done(receipt.offset);
+        self.tracked -= released;
+        let Some(offset) = highest else {
+            // Done above the first unfinished message: committed by `commit_completed`,
+            // as librdkafka commits only an offset that moved.
+            if keep_completed {
+                self.track(receipt).completed_unsaved = true;
+                self.completed_unsaved = true;
+            }
+            return;
+        };
+        let track = self.track(receipt);
+        track.completed_unsaved = false;
+        let outstanding = &track.outstanding;
+        // Done ones above the first not done go in the commit's metadata.
+        let metadata = keep_completed
+            .then(|| outstanding.done_above())
+            .flatten()
+            .and_then(|(first, done)| Some((first, completed::encode(first, done)?)));
+        match metadata {
+            Some((first, metadata)) => stream.store_with_metadata(receipt, first, &metadata),
+            None => stream.store(&receipt.at_offset(offset)),
         }
     }
 
@@ -396,7 +567,8 @@ impl Lanes {
     /// messages again from the backlogs.
     fn stall_idle_backlogs(&mut self) {
         self.queued = self.tracks.iter().flatten().map(|t| t.lane.backlog.len()).sum::<usize>()
-            + self.keys.values().map(|lane| lane.backlog.len()).sum::<usize>();
+            + self.keys.values().map(|lane| lane.backlog.len()).sum::<usize>()
+            + self.free_retries.len();
         for track in self.tracks.iter().flatten() {
             if !track.lane.busy && !track.lane.backlog.is_empty() {
                 if let Some(receipt) = track.receipt {
@@ -442,6 +614,9 @@ impl Lanes {
             }
         }
         self.keys.retain(|_, lane| lane.busy || !lane.backlog.is_empty());
+        let before = self.free_retries.len();
+        self.free_retries.retain(|q| !gone(&q.receipt));
+        dropped += before - self.free_retries.len();
         self.queued -= dropped;
     }
 
@@ -482,9 +657,26 @@ struct Flight<F, C> {
 
 impl<F, C> Flight<F, C>
 where
-    F: Future<Output = Outcome>,
-    C: Fn(Message) -> F,
+    F: Future,
+    F::Output: Into<Outcome>,
+    C: Fn((Message, u32)) -> F,
 {
+    /// Takes over the call the sequential loop handed over: it runs in its lane, in room
+    /// reserved in the slots, so that it counts against `max_in_flight`.
+    fn hand_over<'a, G>(&mut self, first: FirstCall<'a, G>) -> HandedOver<CatchUnwind<AssertUnwindSafe<Pin<&'a mut G>>>>
+    where
+        G: Future<Output = Result<(), WorkerError>>,
+    {
+        let lanes = &mut self.lanes;
+        let job = Job { receipt: first.receipt, lane: lanes.lane_for(first.key, &first.receipt) };
+        lanes.track_handed_out(&first.receipt);
+        if let Some(lane) = lanes.lane(job.lane, &first.receipt) {
+            lane.busy = true;
+        }
+        lanes.running += 1;
+        HandedOver { job, call: AssertUnwindSafe(first.call).catch_unwind(), slot: self.slots.reserve() }
+    }
+
     /// A message just read: started now if its lane is free, else queued behind it.
     fn arrived(&mut self, stream: &mut TopicStream, message: Message, receipt: Receipt) {
         if stream.was_done(&receipt) {
@@ -493,7 +685,7 @@ where
                 stream.store(&receipt);
             } else {
                 self.lanes.track_handed_out(&receipt);
-                self.lanes.record(stream, &receipt, Ok(Ok(())));
+                self.lanes.done(stream, &receipt);
             }
             return;
         }
@@ -501,7 +693,7 @@ where
         if self.lanes.tracked == 0 {
             // Nothing is running or waiting anywhere (both are tracked): its lane is free and no
             // earlier message of its partition is pending. The common case, looked up nowhere.
-            self.start(stream, Queued { message, receipt }, id, false);
+            self.start(stream, Queued { message, receipt, tries: 0 }, id, false);
             return;
         }
         let track = self.lanes.track(&receipt);
@@ -517,14 +709,14 @@ where
             if tracked {
                 self.lanes.track_handed_out(&receipt);
             }
-            self.start(stream, Queued { message, receipt }, id, tracked);
+            self.start(stream, Queued { message, receipt, tries: 0 }, id, tracked);
             return;
         }
         self.lanes.track_handed_out(&receipt);
         self.lanes.queued += 1;
         let limit = self.lanes.backlog_limit;
         let lane = self.lanes.lane(id, &receipt).expect("a busy lane exists");
-        lane.backlog.push_back(Queued { message, receipt });
+        lane.backlog.push_back(Queued { message, receipt, tries: 0 });
         if lane.backlog.len() >= limit && lane.holding.is_none() {
             // Enough of this partition for now: its other buffered messages are set aside,
             // so those of the other partitions (and the next batch of them) come first.
@@ -539,19 +731,20 @@ where
 
     /// Starts a message in a free slot (the caller checked there is one). `tracked`: it is in
     /// its partition's tracking order already. A message that finishes at once is accounted
-    /// for at once, and its lane stays free; one that waits makes its lane busy.
+    /// for at once, and its lane stays free; one that waits makes its lane busy. False when
+    /// the message came back at once, abandoned (see [`Outcome::Abandoned`]).
     #[inline]
-    fn start(&mut self, stream: &mut TopicStream, queued: Queued, id: LaneId, tracked: bool) {
+    fn start(&mut self, stream: &mut TopicStream, queued: Queued, id: LaneId, tracked: bool) -> bool {
         let receipt = queued.receipt;
-        match self.slots.start((self.call)(queued.message)) {
+        match self.slots.start((self.call)((queued.message, queued.tries))).map(Into::into) {
             // Nothing earlier of its partition is pending: the common case, stored without
             // tracking.
-            Ok(Ok(Ok(()))) if !tracked => stream.store(&receipt),
+            Ok(Outcome::Done) if !tracked => stream.store(&receipt),
             Ok(outcome) => {
                 if !tracked {
                     self.lanes.track_handed_out(&receipt);
                 }
-                self.lanes.record(stream, &receipt, outcome);
+                return !self.lanes.settle(stream, id, &receipt, outcome);
             }
             Err(index) => {
                 if !tracked {
@@ -564,6 +757,7 @@ where
                 self.jobs[index] = Some(Job { receipt, lane: id });
             }
         }
+        true
     }
 
     /// A lane's running message finished: the lane is free, and its next message starts
@@ -603,12 +797,21 @@ where
             if low {
                 self.lanes.release(stream, id);
             }
-            self.start(stream, next, id, true);
+            if !self.start(stream, next, id, true) {
+                return;
+            }
         }
     }
 
     /// Starts the backlogs left waiting while a rebalance was pending or no slot was free.
     fn restart_stalled(&mut self, stream: &mut TopicStream) {
+        while self.slots.has_room() {
+            let Some(retry) = self.lanes.free_retries.pop_front() else { break };
+            self.lanes.queued -= 1;
+            if !self.start(stream, retry, LaneId::Free, true) {
+                break;
+            }
+        }
         let mut stalled = std::mem::take(&mut self.lanes.stalled);
         stalled.dedup();
         for id in stalled {

@@ -7,13 +7,14 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use crate::config::policy::NextStep;
 use crate::config::FailurePolicy;
-use crate::consume::offsets::Receipt;
+use crate::consume::offsets::{Position, Receipt};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
 use crate::produce::producer::{producer, DeliveryReport, SendError};
@@ -105,63 +106,85 @@ impl<H> PolicyLoop<H> {
     where
         H: MessageHandler<Args>,
     {
-        let (for_handler, kept) = message.share();
-        let tries = tries_before + 1;
-        let outcome = AssertUnwindSafe(self.handler.call(for_handler, &self.ctx)).catch_unwind().await;
-        let failure = match outcome {
-            Ok(Ok(())) => {
-                self.done(stream, &receipt, tries_before);
-                return Ok(());
+        match try_once(&*self.handler, &self.ctx, &self.policy, message, tries_before).await {
+            Tried::Done => {
+                stream.store(&receipt);
+                if tries_before > 0 {
+                    // Its partition, paused while it waited, hands out messages again.
+                    stream.resume(&receipt);
+                }
+                Ok(())
             }
-            Ok(Err(err)) => err,
-            Err(panic) => WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))),
-        };
-        let at = stream.position(&receipt);
-        let prefix = &self.ctx.worker().topic_prefix.value;
-        let dead_letter = match self.policy.after_failure(&failure, tries, kept.topic(), prefix) {
-            NextStep::Retry(wait) => {
+            Tried::Again { wait, message } => {
                 if tries_before == 0 {
                     stream.pause(&receipt);
                 }
-                tracing::warn!(
-                    worker = self.ctx.name(),
-                    "handler failed at {at} (try {tries} of {}): {failure}; trying again in {} ms",
-                    self.policy.retries.value + 1,
-                    wait.as_millis()
-                );
-                waiting.push(Waiting { message: kept, receipt, tries, due: Instant::now() + wait });
-                return Ok(());
-            }
-            NextStep::DeadLetter(topic) => topic,
-            NextStep::Stop => {
-                return Err(WorkerError::msg(format_args!(
-                    "handler failed at {at}: {failure}; the message was not committed and will be delivered again"
-                )))
-            }
-        };
-        match send_dead_letter(&kept, &dead_letter, self.ctx.name(), &failure, tries).await {
-            Ok(report) => {
-                tracing::warn!(
-                    worker = self.ctx.name(),
-                    "handler failed at {at} after {tries} tries: {failure}; sent to the dead-letter topic: {report}"
-                );
-                self.done(stream, &receipt, tries_before);
+                waiting.push(Waiting { message, receipt, tries: tries_before + 1, due: Instant::now() + wait });
                 Ok(())
             }
-            Err(err) => Err(WorkerError::msg(format_args!(
-                "handler failed at {at}: {failure}; sending the message to the dead-letter topic `{dead_letter}` \
-                 failed: {err}; the message was not committed and will be delivered again"
-            ))),
+            Tried::Stop(why) => Err(WorkerError::msg(why)),
         }
     }
+}
 
-    /// The message is done: its offset is stored, and its partition, paused while it waited,
-    /// hands out messages again.
-    fn done(&self, stream: &mut TopicStream, receipt: &Receipt, tries_before: u32) {
-        stream.store(receipt);
-        if tries_before > 0 {
-            stream.resume(receipt);
+/// What one try of a message came to, under the worker's failure policy.
+pub(super) enum Tried {
+    /// Handled, or sent to the dead-letter topic: its offset may be stored.
+    Done,
+    /// It failed and is to be tried again after `wait`.
+    Again { wait: Duration, message: Message },
+    /// The worker stops, the message uncommitted: why, naming the message.
+    Stop(String),
+}
+
+/// Hands `message` to the handler (try number `tries_before + 1`); on a failure (an error or
+/// a panic) does what the policy says: logs a retry, or sends the message to the dead-letter
+/// topic, or gives up.
+pub(super) async fn try_once<H: MessageHandler<Args>, Args>(
+    handler: &H,
+    ctx: &WorkerContext,
+    policy: &FailurePolicy,
+    message: Message,
+    tries_before: u32,
+) -> Tried {
+    let (for_handler, kept) = message.share();
+    let tries = tries_before + 1;
+    let failure = match AssertUnwindSafe(handler.call(for_handler, ctx)).catch_unwind().await {
+        Ok(Ok(())) => return Tried::Done,
+        Ok(Err(err)) => err,
+        Err(panic) => WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))),
+    };
+    let at = Position { topic: kept.topic().to_owned(), partition: kept.partition(), offset: kept.offset() };
+    let prefix = &ctx.worker().topic_prefix.value;
+    let dead_letter = match policy.after_failure(&failure, tries, kept.topic(), prefix) {
+        NextStep::Retry(wait) => {
+            tracing::warn!(
+                worker = ctx.name(),
+                "handler failed at {at} (try {tries} of {}): {failure}; trying again in {} ms",
+                policy.retries.value + 1,
+                wait.as_millis()
+            );
+            return Tried::Again { wait, message: kept };
         }
+        NextStep::DeadLetter(topic) => topic,
+        NextStep::Stop => {
+            return Tried::Stop(format!(
+                "handler failed at {at}: {failure}; the message was not committed and will be delivered again"
+            ))
+        }
+    };
+    match send_dead_letter(&kept, &dead_letter, ctx.name(), &failure, tries).await {
+        Ok(report) => {
+            tracing::warn!(
+                worker = ctx.name(),
+                "handler failed at {at} after {tries} tries: {failure}; sent to the dead-letter topic: {report}"
+            );
+            Tried::Done
+        }
+        Err(err) => Tried::Stop(format!(
+            "handler failed at {at}: {failure}; sending the message to the dead-letter topic `{dead_letter}` \
+             failed: {err}; the message was not committed and will be delivered again"
+        )),
     }
 }
 

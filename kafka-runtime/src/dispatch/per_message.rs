@@ -1,8 +1,9 @@
 //! The per-message loop: one message at a time, each handed to the handler, its offset stored
 //! once the handler returns `Ok`. With `max_in_flight` above 1, the first handler call that
 //! waits hands the worker over to `concurrent::run`, which runs several at once; a handler
-//! that never waits stays here, at the cost of one loop. Under a failure policy,
-//! `failure::run` runs messages one at a time.
+//! that never waits stays here, at the cost of one loop. Under a failure policy (retries, a
+//! dead-letter topic), `concurrent::run_with_policy` runs them, or `failure::run` with
+//! `max_in_flight = 1`.
 
 use std::future::Future as _;
 use std::panic::AssertUnwindSafe;
@@ -20,23 +21,13 @@ use crate::worker::error::WorkerError;
 use crate::worker::handler::MessageHandler;
 
 /// Runs `handler` on every message of `stream` until shutdown or the first failure, which
-/// names the message and leaves it uncommitted; under a failure policy, `failure::run` does.
+/// names the message and leaves it uncommitted; under a failure policy, what the policy says.
 pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     handler: Arc<H>,
     mut stream: TopicStream,
     ctx: WorkerContext,
 ) -> Result<(), WorkerError> {
     let worker = ctx.worker();
-    if worker.failure.is_active() {
-        if worker.concurrency.max_in_flight.value > 1 {
-            tracing::info!(
-                worker = ctx.name(),
-                "under a failure policy (retries or a dead-letter topic) messages are handled one at a time; \
-                 max_in_flight applies to workers without one"
-            );
-        }
-        return super::failure::run(handler, stream, ctx).await;
-    }
     let concurrent = worker.concurrency.max_in_flight.value > 1;
     let by_key = worker.concurrency.ordering.value == Ordering::Key;
     // Messages of a partition finish out of order: those done above the committed offset go
@@ -44,6 +35,12 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     let out_of_order = concurrent && worker.concurrency.ordering.value != Ordering::Partition;
     if out_of_order {
         stream.keep_completed_offsets();
+    }
+    if worker.failure.is_active() {
+        if concurrent {
+            return concurrent::run_with_policy(&*handler, &mut stream, &ctx).await;
+        }
+        return super::failure::run(handler, stream, ctx).await;
     }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
