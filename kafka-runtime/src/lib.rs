@@ -37,6 +37,7 @@ mod embedded;
 mod error;
 mod ffi;
 mod logging;
+pub mod ops;
 mod produce;
 #[cfg(test)]
 mod test_support;

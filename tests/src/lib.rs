@@ -564,3 +564,112 @@ pub async fn take_kept(topic: &str, count: usize) -> Vec<kafka_runtime::Message>
     };
     tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {count} kept messages"))
 }
+
+/// A Tansu broker for one test alone (which may pause it), stopped when dropped.
+pub struct OwnBroker {
+    child: std::process::Child,
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    pub fn start() -> Self {
+        // scripts/test.sh installs Tansu and exports its path as TANSU.
+        let binary = std::env::var_os("TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/tansu"));
+        assert!(binary.exists(), "no tansu binary at {}: run the tests with scripts/test.sh", binary.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(&binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "tansu did not listen on {bootstrap}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, bootstrap }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the broker.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free now, for a server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP request (`GET` when `body` is `None`, else `POST`), off the async threads:
+/// the status and the body, whatever the status.
+pub async fn http(url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> (u16, String) {
+    try_http(url, headers, body).await.unwrap_or_else(|err| panic!("{url}: {err}"))
+}
+
+/// [`http`], with a failure to connect as an error.
+async fn try_http(url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<(u16, String), String> {
+    let url = url.to_owned();
+    let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let body = body.map(<[u8]>::to_vec);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let response = match body {
+            None => {
+                let mut request = agent.get(&url);
+                for (name, value) in &headers {
+                    request = request.header(name, value);
+                }
+                request.call()
+            }
+            Some(body) => {
+                let mut request = agent.post(&url);
+                for (name, value) in &headers {
+                    request = request.header(name, value);
+                }
+                request.send(&body[..])
+            }
+        };
+        let mut response = response.map_err(|err| err.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string().unwrap_or_default()))
+    })
+    .await
+    .expect("http task")
+}
+
+/// Asks `url` until it answers `status` (a state the process reaches on its own, such as
+/// readiness after a group join); returns the body.
+pub async fn wait_status(url: &str, status: u16) -> String {
+    let wait = async {
+        loop {
+            // Not listening yet counts as not there yet.
+            if let Ok((got, body)) = try_http(url, &[], None).await {
+                if got == status {
+                    return body;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("{url} never answered {status}"))
+}

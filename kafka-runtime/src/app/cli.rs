@@ -51,6 +51,15 @@ pub enum Command {
     StartProducer(StartProducer),
 }
 
+/// The HTTP server of the long-running commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// Serve /health, /ready, /metrics and /stats (and POST /topics/{topic} when
+    /// kafka.http.produce is on) on ADDR:PORT; overrides kafka.http.listen [default: off]
+    #[arg(long = "http", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StartConsumer {
     /// The worker to run
@@ -88,6 +97,9 @@ pub struct StartConsumer {
 
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// How many messages a per-message worker handles at once (see the README's "Concurrency").
@@ -150,6 +162,9 @@ pub struct StartConsumers {
     /// For the per-message workers among them
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Clone, Args)]

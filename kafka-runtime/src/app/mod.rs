@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use self::cli::{Arguments, Command, ConcurrencyArgs, ConsumerType, FailureArgs, StartConsumer};
+use self::cli::{Arguments, Command, ConcurrencyArgs, ConsumerType, FailureArgs, HttpArgs, StartConsumer};
 use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
@@ -23,6 +23,7 @@ use crate::config::{
 use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
 use crate::error::Error;
+use crate::ops::http::HttpSettings;
 use crate::produce::producer::producer;
 use crate::worker::context::WorkerContext;
 use crate::worker::handler::{Worker, WorkerStyle};
@@ -160,7 +161,7 @@ impl App {
             Command::StartConsumer(start) => {
                 let worker = self.resolve(&start.consumer_worker, &overrides(start))?;
                 check_consumer_type(start, &worker)?;
-                self.start(vec![worker], arguments, shutdown, true).await
+                self.start(vec![worker], arguments, shutdown, true, &start.http).await
             }
             Command::StartConsumers(start) => {
                 let overrides = WorkerOverrides {
@@ -175,7 +176,7 @@ impl App {
                     .map(|name| self.resolve(name, &overrides))
                     .collect::<Result<Vec<_>, _>>()?;
                 let stop_all = start.stop_all_on_failure || self.file.kafka.consumer.stop_all_on_failure == Some(true);
-                self.start(workers, arguments, shutdown, stop_all).await
+                self.start(workers, arguments, shutdown, stop_all, &start.http).await
             }
             Command::StartProducer(command) => {
                 if self.global.brokers.is_none() {
@@ -188,6 +189,24 @@ impl App {
                 start_producer(command, shutdown, self.global.drain_timeout.value).await
             }
         }
+    }
+
+    /// The HTTP server's settings: `--http`, else `kafka.http.listen`; none when neither.
+    fn http_settings(&self, http: &HttpArgs) -> Option<HttpSettings> {
+        let section = &self.file.kafka.http;
+        let (listen, listen_source) = match (&http.listen, &section.listen) {
+            (Some(listen), _) => (listen.clone(), "--http".to_owned()),
+            (None, Some(listen)) => (listen.clone(), format!("kafka.http.listen in {}", self.file.display_name())),
+            (None, None) => return None,
+        };
+        let token = std::env::var("KAFKA_HTTP_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| section.token.clone());
+        Some(HttpSettings {
+            listen,
+            listen_source,
+            token,
+            produce: section.produce.unwrap_or(false),
+            max_body_bytes: section.max_body_bytes.unwrap_or(crate::ops::http::DEFAULT_MAX_BODY_BYTES),
+        })
     }
 
     fn catalog(&self) -> (Vec<CatalogEntry<'_>>, Vec<String>) {
@@ -227,7 +246,14 @@ impl App {
         arguments: &Arguments,
         shutdown: Shutdown,
         stop_all: bool,
+        http: &HttpArgs,
     ) -> Result<(), Error> {
+        // Started first: it reports the workers as they start, and a port taken is an error
+        // before anything runs.
+        let server = match self.http_settings(http) {
+            Some(settings) => Some(crate::ops::http::start(settings).await?),
+            None => None,
+        };
         let mut units = Vec::new();
         for WorkerToStart { config, worker } in workers {
             let config = Arc::new(config);
@@ -267,6 +293,10 @@ impl App {
                     config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
                 let mut client_config = client_config(&brokers, client_settings);
                 client_config.set("group.id", &spec.group);
+                if server.is_some() && client_config.get("statistics.interval.ms").is_none() {
+                    // The lag in /metrics and /stats.
+                    client_config.set("statistics.interval.ms", crate::ops::metrics::STATISTICS_INTERVAL_MS);
+                }
                 let ctx = WorkerContext::new(
                     Arc::clone(&config),
                     spec.group.clone(),
@@ -290,6 +320,7 @@ impl App {
         let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value, stop_all).await;
         // What workers sent is delivered (or reported) before the process ends.
         let lost = producer().flush(self.global.drain_timeout.value).await;
+        drop(server);
         drop(embedded);
         match (result, lost) {
             (result, 0) => result,

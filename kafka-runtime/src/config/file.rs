@@ -44,6 +44,22 @@ pub struct KafkaSection {
     pub consumer_connection_settings: Settings,
     /// librdkafka settings for the producer.
     pub producer: Settings,
+    /// The HTTP server of long-running commands.
+    pub http: HttpSection,
+}
+
+/// The `kafka.http` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpSection {
+    /// `ADDR:PORT` to serve on; off when absent.
+    pub listen: Option<String>,
+    /// The bearer token `POST /topics/{topic}` requires (`KAFKA_HTTP_TOKEN` overrides it).
+    pub token: Option<String>,
+    /// Turns `POST /topics/{topic}` on.
+    pub produce: Option<bool>,
+    /// The largest body `POST /topics/{topic}` takes [default: 1 MiB].
+    pub max_body_bytes: Option<usize>,
 }
 
 /// Declares a config.json section that also takes the failure-policy, batch and concurrency keys

@@ -72,6 +72,7 @@ impl ClientContext for WorkerConsumerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let label = self.state.label();
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.state.set_unreachable(Some(format!("cannot reach any broker of {}: {reason}", self.brokers)));
             tracing::error!(
                 worker = label,
                 "cannot reach any broker of {}: {reason}; still retrying. Check --brokers, \
@@ -80,6 +81,27 @@ impl ClientContext for WorkerConsumerContext {
             );
         } else {
             tracing::warn!(worker = label, "kafka client error: {error}: {reason}");
+        }
+    }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`, set while metrics are on):
+    /// the lag of each assigned partition, and whether a broker answers again.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lag: Vec<(String, i32, i64)> = statistics
+            .topics
+            .iter()
+            .flat_map(|(topic, stats)| {
+                stats
+                    .partitions
+                    .values()
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+            })
+            .collect();
+        lag.sort();
+        self.state.set_lag(lag);
+        if statistics.brokers.values().any(|broker| broker.nodeid >= 0 && broker.state == "UP") {
+            self.state.set_unreachable(None);
         }
     }
 }

@@ -130,7 +130,7 @@ impl Fetcher {
         &self.consumer
     }
 
-    pub(crate) fn state(&self) -> &WorkerState {
+    pub(crate) fn state(&self) -> &Arc<WorkerState> {
         &self.state
     }
 
@@ -267,6 +267,7 @@ impl Fetcher {
             // that the application polled.
             unsafe { rdsys::rd_kafka_consume_batch_queue(self.shared_queue.as_ptr(), 0, none.as_mut_ptr(), 0) };
             self.idle_tick.as_mut().reset(tokio::time::Instant::now() + IDLE_POLL_MARK);
+            self.state.polled();
         }
     }
 
@@ -367,6 +368,7 @@ impl Fetcher {
             }
         }
         self.state.count_fetched(self.buffered.len());
+        self.state.polled();
         !self.buffered.is_empty()
     }
 

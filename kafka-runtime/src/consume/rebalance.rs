@@ -25,6 +25,7 @@ impl ConsumerContext for WorkerConsumerContext {
                 // Handlers run between polls of this queue, so every finished message is
                 // already stored: commit them before another member takes the partitions over.
                 tracing::info!(worker = label, "partitions revoked: {}", describe(partitions));
+                self.state.set_joined(false);
                 self.partitions.remove(partitions);
                 for element in partitions.elements() {
                     self.completed.revoked(element.topic(), element.partition());
@@ -64,6 +65,7 @@ impl ConsumerContext for WorkerConsumerContext {
         if let Rebalance::Assign(partitions) = rebalance {
             tracing::info!(worker = self.state.label(), "partitions assigned: {}", describe(partitions));
             self.state.count_assignment();
+            self.state.set_joined(true);
             self.rebalance_events.assigned(partitions);
             self.state.set_assigned(|assigned| {
                 for element in partitions.elements() {

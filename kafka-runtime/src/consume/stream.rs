@@ -295,6 +295,11 @@ impl TopicStream {
         self.fetcher.events_pending()
     }
 
+    /// The worker's state, shared with the HTTP endpoints.
+    pub(crate) fn state(&self) -> &Arc<WorkerState> {
+        self.fetcher.state()
+    }
+
     /// What ends the wait of a worker that reads no more while its messages run.
     pub(crate) fn interruptions(&self) -> super::fetch::Interruptions {
         self.fetcher.interruptions()

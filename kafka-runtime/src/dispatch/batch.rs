@@ -23,6 +23,7 @@ use crate::config::policy::NextStep;
 use crate::consume::offsets::Receipt;
 use crate::consume::{Batch, Message, TopicStream};
 use crate::error::panic_message;
+use crate::ops::observe::Observer;
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
 use crate::worker::handler::{BatchHandler, FromBatch};
@@ -68,8 +69,15 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
         return Err(WorkerError::msg("a batch worker was started without batch settings"));
     };
     stream.report_every_revoke();
-    let mut batches =
-        BatchLoop { handler, take: settings.take.value, within: settings.within.value, ctx, waiting: Vec::new() };
+    let observer = Observer::new(Arc::clone(stream.state()));
+    let mut batches = BatchLoop {
+        handler,
+        take: settings.take.value,
+        within: settings.within.value,
+        ctx,
+        waiting: Vec::new(),
+        observer,
+    };
     loop {
         let (entries, ended) = batches.cut(&mut stream).await?;
         if !entries.is_empty() {
@@ -87,6 +95,7 @@ struct BatchLoop<H> {
     within: Duration,
     ctx: WorkerContext,
     waiting: Vec<Waiting>,
+    observer: Observer,
 }
 
 impl<H> BatchLoop<H> {
@@ -225,6 +234,7 @@ impl<H> BatchLoop<H> {
         H: BatchHandler<Args>,
     {
         let keep = self.ctx.worker().failure.is_active();
+        let watch = self.observer.batch(entries.iter().map(|entry| &entry.message));
         let mut kept = Vec::with_capacity(if keep { entries.len() } else { 0 });
         let messages = entries
             .into_iter()
@@ -251,6 +261,12 @@ impl<H> BatchLoop<H> {
                 Outcome::Failed(WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))))
             }
         };
+        let failed = match &outcome {
+            Outcome::Done => None,
+            Outcome::FailedAt(index, _) => Some(Some(*index)),
+            Outcome::Failed(_) | Outcome::Undecodable(..) => Some(None),
+        };
+        self.observer.batch_finished(watch, failed);
         (outcome, kept)
     }
 

@@ -37,6 +37,7 @@ use crate::consume::completed;
 use crate::consume::offsets::{Outstanding, Receipt};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
+use crate::ops::observe::Observer;
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
 use crate::worker::handler::MessageHandler;
@@ -97,12 +98,15 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args, F>(
     handler: &H,
     stream: &mut TopicStream,
     ctx: &WorkerContext,
+    observer: &Observer,
     first: FirstCall<'_, F>,
 ) -> Result<(), WorkerError>
 where
     F: Future<Output = Result<(), WorkerError>>,
 {
-    let call = |(message, _tries): (Message, u32)| AssertUnwindSafe(handler.call(message, ctx)).catch_unwind();
+    let call = |(message, _tries): (Message, u32)| {
+        AssertUnwindSafe(observer.observe(message, |message| handler.call(message, ctx))).catch_unwind()
+    };
     run_lanes(stream, ctx, call, Some(first), None).await
 }
 
@@ -114,10 +118,11 @@ pub(crate) async fn run_with_policy<H: MessageHandler<Args>, Args>(
     handler: &H,
     stream: &mut TopicStream,
     ctx: &WorkerContext,
+    observer: &Observer,
 ) -> Result<(), WorkerError> {
     let policy = &ctx.worker().failure;
     let waits = RetryWaits::default();
-    let call = |(message, tries): (Message, u32)| with_retries(handler, ctx, policy, &waits, message, tries);
+    let call = |(message, tries): (Message, u32)| with_retries(handler, ctx, observer, policy, &waits, message, tries);
     run_lanes(stream, ctx, call, None::<FirstCall<'_, std::future::Pending<_>>>, Some(&waits)).await
 }
 
@@ -126,13 +131,14 @@ pub(crate) async fn run_with_policy<H: MessageHandler<Args>, Args>(
 async fn with_retries<H: MessageHandler<Args>, Args>(
     handler: &H,
     ctx: &WorkerContext,
+    observer: &Observer,
     policy: &FailurePolicy,
     waits: &RetryWaits,
     mut message: Message,
     mut tries: u32,
 ) -> Outcome {
     loop {
-        match failure::try_once(handler, ctx, policy, message, tries).await {
+        match failure::try_once(handler, ctx, observer, policy, message, tries).await {
             Tried::Done => return Outcome::Done,
             Tried::Stop(why) => return Outcome::Stopped(why),
             Tried::Again { wait, message: kept } => {

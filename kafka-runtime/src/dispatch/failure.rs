@@ -17,6 +17,7 @@ use crate::config::FailurePolicy;
 use crate::consume::offsets::{Position, Receipt};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
+use crate::ops::observe::Observer;
 use crate::produce::producer::{producer, DeliveryReport, SendError};
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
@@ -49,8 +50,9 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     handler: Arc<H>,
     mut stream: TopicStream,
     ctx: WorkerContext,
+    observer: Observer,
 ) -> Result<(), WorkerError> {
-    let worker = PolicyLoop { handler, policy: ctx.worker().failure.clone(), ctx };
+    let worker = PolicyLoop { handler, policy: ctx.worker().failure.clone(), ctx, observer };
     let mut waiting: Vec<Waiting> = Vec::new();
     loop {
         forget_revoked(&mut stream, &mut waiting);
@@ -91,6 +93,7 @@ struct PolicyLoop<H> {
     handler: Arc<H>,
     policy: FailurePolicy,
     ctx: WorkerContext,
+    observer: Observer,
 }
 
 impl<H> PolicyLoop<H> {
@@ -106,7 +109,7 @@ impl<H> PolicyLoop<H> {
     where
         H: MessageHandler<Args>,
     {
-        match try_once(&*self.handler, &self.ctx, &self.policy, message, tries_before).await {
+        match try_once(&*self.handler, &self.ctx, &self.observer, &self.policy, message, tries_before).await {
             Tried::Done => {
                 stream.store(&receipt);
                 if tries_before > 0 {
@@ -143,13 +146,15 @@ pub(super) enum Tried {
 pub(super) async fn try_once<H: MessageHandler<Args>, Args>(
     handler: &H,
     ctx: &WorkerContext,
+    observer: &Observer,
     policy: &FailurePolicy,
     message: Message,
     tries_before: u32,
 ) -> Tried {
     let (for_handler, kept) = message.share();
     let tries = tries_before + 1;
-    let failure = match AssertUnwindSafe(handler.call(for_handler, ctx)).catch_unwind().await {
+    let call = observer.observe(for_handler, |message| handler.call(message, ctx));
+    let failure = match AssertUnwindSafe(call).catch_unwind().await {
         Ok(Ok(())) => return Tried::Done,
         Ok(Err(err)) => err,
         Err(panic) => WorkerError::msg(format_args!("the handler panicked: {}", panic_message(&*panic))),
@@ -164,6 +169,7 @@ pub(super) async fn try_once<H: MessageHandler<Args>, Args>(
                 policy.retries.value + 1,
                 wait.as_millis()
             );
+            observer.retried(&kept);
             return Tried::Again { wait, message: kept };
         }
         NextStep::DeadLetter(topic) => topic,
@@ -179,6 +185,7 @@ pub(super) async fn try_once<H: MessageHandler<Args>, Args>(
                 worker = ctx.name(),
                 "handler failed at {at} after {tries} tries: {failure}; sent to the dead-letter topic: {report}"
             );
+            observer.dead_lettered(&kept);
             Tried::Done
         }
         Err(err) => Tried::Stop(format!(

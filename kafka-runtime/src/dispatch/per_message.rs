@@ -16,6 +16,7 @@ use super::concurrent;
 use crate::config::Ordering;
 use crate::consume::TopicStream;
 use crate::error::panic_message;
+use crate::ops::observe::Observer;
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
 use crate::worker::handler::MessageHandler;
@@ -36,11 +37,12 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
     if out_of_order {
         stream.keep_completed_offsets();
     }
+    let observer = Observer::new(Arc::clone(stream.state()));
     if worker.failure.is_active() {
         if concurrent {
-            return concurrent::run_with_policy(&*handler, &mut stream, &ctx).await;
+            return concurrent::run_with_policy(&*handler, &mut stream, &ctx, &observer).await;
         }
-        return super::failure::run(handler, stream, ctx).await;
+        return super::failure::run(handler, stream, ctx, observer).await;
     }
     // One unwind guard around the whole loop, not one per message: it costs nothing until a
     // handler panics, and the stream, outside it, still names the message handed out.
@@ -51,7 +53,7 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
                 continue;
             }
             let key = if concurrent && by_key { concurrent::key_hash(&message) } else { None };
-            let mut call = std::pin::pin!(handler.call(message, &ctx));
+            let mut call = std::pin::pin!(observer.observe(message, |message| handler.call(message, &ctx)));
             if !concurrent {
                 call.await?;
                 continue;
@@ -70,7 +72,7 @@ pub(crate) async fn run<H: MessageHandler<Args>, Args>(
             };
             let first = concurrent::FirstCall { call, receipt, key };
             // Its failures name their messages already.
-            return Ok(Some(concurrent::run(&*handler, &mut stream, &ctx, first).await));
+            return Ok(Some(concurrent::run(&*handler, &mut stream, &ctx, &observer, first).await));
         }
         Ok::<_, WorkerError>(None)
     })

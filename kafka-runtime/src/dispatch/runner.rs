@@ -90,6 +90,9 @@ pub(crate) async fn run_consumer(
 ) -> Result<(), String> {
     let label = Arc::clone(&job.label);
     let state = WorkerState::register(Arc::clone(&label), job.ctx.group().to_owned());
+    if let Some(interval) = job.client_config.get("max.poll.interval.ms").and_then(|ms| ms.parse().ok()) {
+        state.set_max_poll_interval(Duration::from_millis(interval));
+    }
     let mut job = job;
     prefetch::size(&mut job.client_config, &job.subscription, &label).await;
     let mut context = WorkerConsumerContext::new(Arc::clone(&state), Arc::clone(&job.brokers), partitions);

@@ -380,6 +380,11 @@ impl Producer {
         }
     }
 
+    /// Messages accepted and not yet delivered or failed (librdkafka's queue and in flight).
+    pub fn queued(&self) -> usize {
+        self.client.get().map_or(0, |client| usize::try_from(client.inner.in_flight_count()).unwrap_or(0))
+    }
+
     /// True once the client exists.
     pub fn is_set_up(&self) -> bool {
         self.client.get().is_some()

@@ -1,8 +1,9 @@
 //! How each running consumer is doing, readable from outside its task: what it is assigned,
 //! how many messages it fetched, and why it stopped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 /// One running consumer's state, written by its task and its client's callbacks.
 pub(crate) struct WorkerState {
@@ -16,6 +17,41 @@ pub(crate) struct WorkerState {
     stopped: AtomicBool,
     /// Where the worker's stream stood when it was dropped, if a message was still in hand.
     last_handed_out: Mutex<Option<String>>,
+    /// In its group with an assignment (possibly empty): set at each assignment, cleared at
+    /// each revoke.
+    joined: AtomicBool,
+    /// When the worker last looked for messages, in ms since [`epoch`].
+    last_poll_ms: AtomicU64,
+    /// Why no broker answers, while none does (librdkafka's "all brokers down").
+    unreachable: Mutex<Option<String>>,
+    /// Per topic: what was handled (see `ops::observe`), in the order first seen.
+    topics: Mutex<Vec<Arc<TopicStats>>>,
+    /// Per partition `(topic, partition, lag)`, from librdkafka's statistics.
+    lag: Mutex<Vec<(String, i32, i64)>>,
+    /// Messages in the handler now.
+    in_flight: AtomicI64,
+    /// Its consumer's `max.poll.interval.ms`.
+    max_poll_interval_ms: AtomicU64,
+}
+
+/// What a worker handled of one topic, counted while metrics are on.
+#[derive(Debug)]
+pub(crate) struct TopicStats {
+    pub(crate) topic: Box<str>,
+    pub(crate) handled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    /// The last message handled: partition, offset and timestamp (ms, -1 when unknown).
+    pub(crate) last_partition: AtomicI32,
+    pub(crate) last_offset: AtomicI64,
+    pub(crate) last_timestamp: AtomicI64,
+}
+
+/// The instant the process's worker states count time from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A snapshot of one running consumer, from [`running_workers`].
@@ -62,9 +98,21 @@ impl WorkerState {
             stop_reason: Mutex::default(),
             stopped: AtomicBool::new(false),
             last_handed_out: Mutex::default(),
+            joined: AtomicBool::new(false),
+            last_poll_ms: AtomicU64::new(0),
+            unreachable: Mutex::default(),
+            topics: Mutex::default(),
+            lag: Mutex::default(),
+            in_flight: AtomicI64::new(0),
+            max_poll_interval_ms: AtomicU64::new(300_000),
         });
+        state.polled();
         running().lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
         state
+    }
+
+    pub(crate) fn group(&self) -> &str {
+        &self.group
     }
 
     pub(crate) fn label(&self) -> &str {
@@ -120,4 +168,94 @@ impl WorkerState {
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
     }
+
+    /// Joined its group, with an assignment (`true`), or being revoked (`false`).
+    pub(crate) fn set_joined(&self, joined: bool) {
+        self.joined.store(joined, Ordering::Release);
+        if joined {
+            self.set_unreachable(None);
+        }
+    }
+
+    pub(crate) fn is_joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire)
+    }
+
+    /// The worker looked for messages now.
+    #[inline]
+    pub(crate) fn polled(&self) {
+        let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_poll_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago the worker last looked for messages.
+    pub(crate) fn since_poll(&self) -> Duration {
+        let then = Duration::from_millis(self.last_poll_ms.load(Ordering::Relaxed));
+        epoch().elapsed().saturating_sub(then)
+    }
+
+    pub(crate) fn set_unreachable(&self, reason: Option<String>) {
+        *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    pub(crate) fn unreachable(&self) -> Option<String> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The stats of `topic`, created the first time it is asked for.
+    pub(crate) fn topic(&self, topic: &str) -> Arc<TopicStats> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stats) = topics.iter().find(|stats| &*stats.topic == topic) {
+            return Arc::clone(stats);
+        }
+        let stats = Arc::new(TopicStats {
+            topic: topic.into(),
+            handled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            last_partition: AtomicI32::new(-1),
+            last_offset: AtomicI64::new(-1),
+            last_timestamp: AtomicI64::new(-1),
+        });
+        topics.push(Arc::clone(&stats));
+        stats
+    }
+
+    pub(crate) fn topics(&self) -> Vec<Arc<TopicStats>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_lag(&self, lag: Vec<(String, i32, i64)>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    pub(crate) fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_max_poll_interval(&self, interval: Duration) {
+        self.max_poll_interval_ms.store(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn max_poll_interval(&self) -> Duration {
+        Duration::from_millis(self.max_poll_interval_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn add_in_flight(&self, change: i64) {
+        self.in_flight.fetch_add(change, Ordering::Relaxed);
+    }
+
+    pub(crate) fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Every consumer state alive in this process, for the HTTP endpoints.
+pub(crate) fn running_states() -> Vec<Arc<WorkerState>> {
+    let mut all = running().lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|state| state.strong_count() > 0);
+    let mut states: Vec<Arc<WorkerState>> = all.iter().filter_map(Weak::upgrade).collect();
+    states.sort_by(|a, b| a.label.cmp(&b.label));
+    states
 }
