@@ -13,11 +13,11 @@ impl App {
         if workers.is_empty() {
             return Ok("no workers are registered\n".into());
         }
-        let rows: Vec<[String; 5]> = workers
+        let rows: Vec<Vec<String>> = workers
             .iter()
             .map(|w| {
                 let config = &w.config;
-                [
+                vec![
                     config.name.clone(),
                     config.style.to_string(),
                     config.group.value.clone(),
@@ -26,7 +26,7 @@ impl App {
                 ]
             })
             .collect();
-        Ok(table(["NAME", "STYLE", "GROUP", "TOPICS", "PATH"], &rows))
+        Ok(table(&["NAME", "STYLE", "GROUP", "TOPICS", "PATH"], &rows))
     }
 
     pub(crate) fn show_config(&self, names: &[String]) -> Result<String, Error> {
@@ -134,7 +134,7 @@ impl App {
     }
 }
 
-fn display_list(items: &[String]) -> String {
+pub(super) fn display_list(items: &[String]) -> String {
     if items.is_empty() {
         "-".into()
     } else {
@@ -142,17 +142,18 @@ fn display_list(items: &[String]) -> String {
     }
 }
 
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(str::len);
+/// Left-aligned columns, two spaces apart, without trailing spaces.
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut text = String::new();
-        for (cell, width) in cells.zip(widths) {
+        for (cell, width) in cells.zip(&widths) {
             let _ = write!(text, "{cell:<width$}  ");
         }
         let _ = writeln!(out, "{}", text.trim_end());
