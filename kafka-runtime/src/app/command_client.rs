@@ -43,8 +43,12 @@ impl ConsumerContext for CommandContext {}
 /// A command's request that failed: what it asked, of which brokers, and what to check.
 pub(crate) fn request_failed(command: &str, request: &str, brokers: &str, err: &KafkaError) -> Error {
     use rdkafka::types::RDKafkaErrorCode as Code;
+    let code = match err {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
     let unreachable = matches!(
-        err.rdkafka_error_code(),
+        code,
         Some(Code::OperationTimedOut | Code::RequestTimedOut | Code::AllBrokersDown | Code::BrokerTransportFailure)
     );
     Error::Broker(if unreachable {

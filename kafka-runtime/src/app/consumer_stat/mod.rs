@@ -20,15 +20,17 @@ use crate::config::WorkerOverrides;
 use crate::error::Error;
 
 pub(super) async fn consumer_stat(app: &App, command: &ConsumerStat, shutdown: Shutdown) -> Result<(), Error> {
+    let mut names: Vec<String> = Vec::new();
+    let mut workers = Vec::new();
+    for name in &command.consumer_worker {
+        if !names.contains(name) {
+            workers.push(app.resolve(name, &WorkerOverrides::default())?);
+            names.push(name.clone());
+        }
+    }
     let brokers = app.brokers_for("consumer-stat")?;
     let mut readers = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for name in &command.consumer_worker {
-        if names.contains(name) {
-            continue;
-        }
-        names.push(name.clone());
-        let worker = app.resolve(name, &WorkerOverrides::default())?;
+    for worker in &workers {
         for spec in worker.config.consumers()? {
             readers.push(GroupReader::new(&worker.config, &spec, &brokers)?);
         }
