@@ -72,7 +72,7 @@ fn a_consumer_type_that_does_not_fit_the_worker_is_an_error() {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["start-consumer", "start-consumers", "list-workers", "config"] {
+    for command in ["start-consumer", "start-consumers", "list-workers", "config", "consumer-stat", "create-topics"] {
         let (code, out, err) = demo(&[command, "--help"]);
         assert_eq!(code, 0, "{command}: {err}");
         assert!(out.contains("Usage:"), "{command}: {out}");

@@ -2,7 +2,7 @@
 //! rdkafka's admin client, reporting each as created or already there; `--dry-run` only
 //! shows the plan.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::cli::CreateTopics;
@@ -50,8 +50,14 @@ pub(super) async fn create_topics(app: &App, command: &CreateTopics) -> Result<(
     let results = admin.create_topics(&new_topics, &options).await;
     destroy_off_async_threads(admin);
     let results = results.map_err(|err| request_failed(COMMAND, "creating the topics", &brokers, &err))?;
-    let outcomes: Vec<Outcome> = plan
-        .topics
+    let outcomes = outcomes(&plan.topics, &results);
+    print!("{}", plan_table(&plan.topics, &outcomes));
+    failures(&plan.topics, &outcomes)
+}
+
+/// What became of each topic, from the admin client's answers.
+fn outcomes(topics: &[TopicToCreate], results: &[TopicResult]) -> Vec<Outcome> {
+    topics
         .iter()
         .map(|topic| match results.iter().find(|r| r.as_ref().unwrap_or_else(|(n, _)| n) == &topic.name) {
             Some(Ok(_)) => Outcome::Created,
@@ -59,12 +65,14 @@ pub(super) async fn create_topics(app: &App, command: &CreateTopics) -> Result<(
             Some(Err((_, code))) => Outcome::Failed(*code),
             None => Outcome::Failed(RDKafkaErrorCode::Unknown),
         })
-        .collect();
-    print!("{}", plan_table(&plan.topics, &outcomes));
-    let failures: Vec<String> = plan
-        .topics
+        .collect()
+}
+
+/// An error naming every topic that could not be created and the broker's answer.
+fn failures(topics: &[TopicToCreate], outcomes: &[Outcome]) -> Result<(), Error> {
+    let failures: Vec<String> = topics
         .iter()
-        .zip(&outcomes)
+        .zip(outcomes)
         .filter_map(|(topic, outcome)| match outcome {
             Outcome::Failed(code) => Some(format!("cannot create topic `{}`: the broker answered: {code}", topic.name)),
             _ => None,
@@ -121,4 +129,42 @@ fn plan_table(topics: &[TopicToCreate], outcomes: &[Outcome]) -> String {
         })
         .collect();
     table(&["TOPIC", "STATUS", "PARTITIONS", "REPLICATION", "CONFIG", "FOR"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> TopicToCreate {
+        TopicToCreate {
+            name: name.into(),
+            partitions: Some(3),
+            replication_factor: None,
+            config: [("retention.ms".to_owned(), "1000".to_owned())].into(),
+            needed_by: vec!["worker a".into(), "kafka.topics".into()],
+        }
+    }
+
+    #[test]
+    fn an_existing_topic_is_reported_and_any_other_answer_fails_naming_the_topic() {
+        let topics = [topic("new"), topic("old"), topic("bad")];
+        let results: Vec<TopicResult> = vec![
+            Err(("bad".into(), RDKafkaErrorCode::InvalidReplicationFactor)),
+            Ok("new".into()),
+            Err(("old".into(), RDKafkaErrorCode::TopicAlreadyExists)),
+        ];
+        let outcomes = outcomes(&topics, &results);
+        let table = plan_table(&topics, &outcomes);
+        let lines: Vec<String> = table.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(lines[0], "TOPIC STATUS PARTITIONS REPLICATION CONFIG FOR");
+        assert_eq!(lines[1], "new created 3 default retention.ms=1000 worker a, kafka.topics");
+        assert!(lines[2].starts_with("old already exists 3 "), "{table}");
+        assert!(
+            lines[3].starts_with("bad failed: InvalidReplicationFactor (Broker: Invalid replication factor) 3 "),
+            "{table}"
+        );
+        let err = failures(&topics, &outcomes).unwrap_err().to_string();
+        assert_eq!(err, "create-topics: cannot create topic `bad`: the broker answered: InvalidReplicationFactor (Broker: Invalid replication factor)");
+        assert!(failures(&topics[..2], &outcomes[..2]).is_ok());
+    }
 }
