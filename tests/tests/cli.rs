@@ -104,6 +104,12 @@ fn config_shows_where_each_value_comes_from() {
     assert!(line("enable.auto.offset.store").contains("false"), "{out}");
     assert!(line("retries").contains('2') && line("retries").ends_with("(config.json)"), "{out}");
     assert!(line("on_decode_error").contains("stop") && line("on_decode_error").ends_with("(default)"), "{out}");
+    let topic = line("cli-my-topic");
+    let topic: Vec<&str> = topic.split_whitespace().collect();
+    assert_eq!(
+        topic,
+        ["cli-my-topic", "partitions", "default", "replication", "default", "config", "-", "for", "worker", "es"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

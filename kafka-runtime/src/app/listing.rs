@@ -1,4 +1,4 @@
-//! What `list-workers` and `config` print.
+//! What `list-workers` and `config` print, and the table layout other commands share.
 
 use std::fmt::Write as _;
 
@@ -129,6 +129,24 @@ impl App {
                 let shown = if is_secret(key) { "*****" } else { value.value.as_str() };
                 let _ = writeln!(out, "    {key:<32} {shown:<20} ({})", value.source);
             }
+        }
+        let plan = self.topics_plan(names)?;
+        let _ = writeln!(out, "\ntopics that create-topics creates");
+        let count = |n: Option<i32>| n.map_or("default".to_owned(), |n| n.to_string());
+        for topic in &plan.topics {
+            let config: Vec<String> = topic.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
+            let _ = writeln!(
+                out,
+                "  {:<32} partitions {:<8} replication {:<8} config {:<20} for {}",
+                topic.name,
+                count(topic.partitions),
+                count(topic.replication_factor),
+                display_list(&config),
+                topic.needed_by.join(", ")
+            );
+        }
+        for reason in &plan.skipped {
+            let _ = writeln!(out, "  not created: {reason}");
         }
         Ok(out)
     }
