@@ -103,15 +103,12 @@ struct Rates<'a> {
     previous: Option<&'a Snapshot>,
     seconds: f64,
     partitions: HashMap<(&'a str, &'a str, &'a str, i32), i64>,
-    totals: HashMap<&'a str, i64>,
 }
 
 impl<'a> Rates<'a> {
     fn new(current: &Snapshot, previous: Option<&'a Snapshot>) -> Self {
         let mut partitions = HashMap::new();
-        let mut totals = HashMap::new();
         for worker in previous.iter().flat_map(|p| &p.workers) {
-            totals.insert(worker.worker.as_str(), worker.totals().lag);
             for (group, partition) in worker.partitions() {
                 if let Lag::Known(lag) = partition.lag() {
                     let key = (worker.worker.as_str(), group, partition.topic.as_str(), partition.partition);
@@ -120,7 +117,7 @@ impl<'a> Rates<'a> {
             }
         }
         let seconds = previous.map(|p| current.at.duration_since(p.at).as_secs_f64()).unwrap_or_default();
-        Self { previous, seconds, partitions, totals }
+        Self { previous, seconds, partitions }
     }
 
     fn shrink(&self, before: Option<i64>, now: Lag) -> Option<f64> {
@@ -137,8 +134,14 @@ impl<'a> Rates<'a> {
         self.shrink(self.partitions.get(&key).copied(), partition.lag())
     }
 
+    /// The sum of the worker's partition rates: a partition whose lag became known meanwhile
+    /// (its first commit) would otherwise show as a jump.
     fn total(&self, worker: &WorkerOffsets) -> Option<f64> {
-        self.shrink(self.totals.get(worker.worker.as_str()).copied(), Lag::Known(worker.totals().lag))
+        let rates: Vec<f64> = worker
+            .partitions()
+            .filter_map(|(group, partition)| self.partition(&worker.worker, group, partition))
+            .collect();
+        (!rates.is_empty()).then(|| rates.iter().sum())
     }
 }
 
@@ -300,13 +303,14 @@ mod tests {
         let before = snapshot(start, vec![partition("t", 0, Some(0), 100), partition("t", 1, None, 10)]);
         let after = snapshot(
             start + Duration::from_secs(2),
-            vec![partition("t", 0, Some(50), 110), partition("t", 1, Some(10), 10)],
+            vec![partition("t", 0, Some(50), 110), partition("t", 1, Some(4), 10)],
         );
         let lines = words(table_of(&after, Some(&before), true));
         assert!(lines[0].contains(" LAG SHRINK/S NOTE"), "{}", lines[0]);
         assert_eq!(lines[1], "es g t 0 50 0 110 60 20.0");
-        assert_eq!(lines[2], "es g t 1 10 0 10 0 -", "no lag before: no rate");
-        assert_eq!(lines[4], "es (total) 60 20.0");
+        assert_eq!(lines[2], "es g t 1 4 0 10 6 -", "no lag before: no rate");
+        // The total's rate leaves out the partition whose first commit came meanwhile.
+        assert_eq!(lines[4], "es (total) 66 20.0");
         assert_eq!(json_of(&after, Some(&before))["workers"][0]["lag_shrink_per_s"], 20.0);
         assert_eq!(words(table_of(&before, None, true))[1], "es g t 0 0 0 100 100 -", "no previous reading");
     }
