@@ -15,12 +15,15 @@ pub enum Error {
     WorkersFailed(Vec<String>),
     /// Messages given to the producer were not delivered.
     NotDelivered(String),
+    /// A command's request to the brokers failed; the message names the brokers or the
+    /// topic, and the broker's error.
+    Broker(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(message) | Error::NotDelivered(message) => f.write_str(message),
+            Error::Config(message) | Error::NotDelivered(message) | Error::Broker(message) => f.write_str(message),
             Error::UnknownWorker { name, registered } if registered.is_empty() => write!(
                 f,
                 "unknown worker `{name}`: no worker is registered; annotate an async fn with \

@@ -72,7 +72,7 @@ fn a_consumer_type_that_does_not_fit_the_worker_is_an_error() {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["start-consumer", "start-consumers", "list-workers", "config"] {
+    for command in ["start-consumer", "start-consumers", "list-workers", "config", "consumer-stat", "create-topics"] {
         let (code, out, err) = demo(&[command, "--help"]);
         assert_eq!(code, 0, "{command}: {err}");
         assert!(out.contains("Usage:"), "{command}: {out}");
@@ -104,6 +104,12 @@ fn config_shows_where_each_value_comes_from() {
     assert!(line("enable.auto.offset.store").contains("false"), "{out}");
     assert!(line("retries").contains('2') && line("retries").ends_with("(config.json)"), "{out}");
     assert!(line("on_decode_error").contains("stop") && line("on_decode_error").ends_with("(default)"), "{out}");
+    let topic = line("cli-my-topic");
+    let topic: Vec<&str> = topic.split_whitespace().collect();
+    assert_eq!(
+        topic,
+        ["cli-my-topic", "partitions", "default", "replication", "default", "config", "-", "for", "worker", "es"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

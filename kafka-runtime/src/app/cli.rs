@@ -49,6 +49,10 @@ pub enum Command {
     Config(ShowConfig),
     /// Send messages to a topic: one (--data), typed in (-i), or one per line from stdin
     StartProducer(StartProducer),
+    /// Show workers' lag: per group, topic and partition, the committed offset, the log start and end
+    ConsumerStat(ConsumerStat),
+    /// Create the topics the configuration names, with the partitions and settings of kafka.topics
+    CreateTopics(CreateTopics),
 }
 
 /// The HTTP server of the long-running commands.
@@ -172,6 +176,33 @@ pub struct ShowConfig {
     /// Only these workers [default: all]
     #[arg(long, num_args = 1.., value_name = "NAME")]
     pub consumer_worker: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerStat {
+    /// The workers to show
+    #[arg(long, num_args = 1.., required = true, value_name = "NAME")]
+    pub consumer_worker: Vec<String>,
+
+    /// Print JSON instead of a table (with --watch, one document per line and refresh)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Read again every SECONDS, showing how fast each lag shrinks, until SIGINT
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateTopics {
+    /// Only these workers' topics and dead-letter topics [default: every worker's, with
+    /// kafka.consumer.topics and every kafka.topics entry]
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    pub consumer_worker: Vec<String>,
+
+    /// Show what would be created, without connecting to any broker
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

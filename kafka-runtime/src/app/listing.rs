@@ -1,4 +1,4 @@
-//! What `list-workers` and `config` print.
+//! What `list-workers` and `config` print, and the table layout other commands share.
 
 use std::fmt::Write as _;
 
@@ -13,11 +13,11 @@ impl App {
         if workers.is_empty() {
             return Ok("no workers are registered\n".into());
         }
-        let rows: Vec<[String; 5]> = workers
+        let rows: Vec<Vec<String>> = workers
             .iter()
             .map(|w| {
                 let config = &w.config;
-                [
+                vec![
                     config.name.clone(),
                     config.style.to_string(),
                     config.group.value.clone(),
@@ -26,7 +26,7 @@ impl App {
                 ]
             })
             .collect();
-        Ok(table(["NAME", "STYLE", "GROUP", "TOPICS", "PATH"], &rows))
+        Ok(table(&["NAME", "STYLE", "GROUP", "TOPICS", "PATH"], &rows))
     }
 
     pub(crate) fn show_config(&self, names: &[String]) -> Result<String, Error> {
@@ -130,11 +130,29 @@ impl App {
                 let _ = writeln!(out, "    {key:<32} {shown:<20} ({})", value.source);
             }
         }
+        let plan = self.topics_plan(names)?;
+        let _ = writeln!(out, "\ntopics that create-topics creates");
+        let count = |n: Option<i32>| n.map_or("default".to_owned(), |n| n.to_string());
+        for topic in &plan.topics {
+            let config: Vec<String> = topic.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
+            let _ = writeln!(
+                out,
+                "  {:<32} partitions {:<8} replication {:<8} config {:<20} for {}",
+                topic.name,
+                count(topic.partitions),
+                count(topic.replication_factor),
+                display_list(&config),
+                topic.needed_by.join(", ")
+            );
+        }
+        for reason in &plan.skipped {
+            let _ = writeln!(out, "  not created: {reason}");
+        }
         Ok(out)
     }
 }
 
-fn display_list(items: &[String]) -> String {
+pub(super) fn display_list(items: &[String]) -> String {
     if items.is_empty() {
         "-".into()
     } else {
@@ -142,17 +160,18 @@ fn display_list(items: &[String]) -> String {
     }
 }
 
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let mut widths = header.map(str::len);
+/// Left-aligned columns, two spaces apart, without trailing spaces.
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut text = String::new();
-        for (cell, width) in cells.zip(widths) {
+        for (cell, width) in cells.zip(&widths) {
             let _ = write!(text, "{cell:<width$}  ");
         }
         let _ = writeln!(out, "{}", text.trim_end());

@@ -1,8 +1,12 @@
 //! The app: from a parsed command line to workers running, or to the listing asked for. The
 //! command line (`cli`), the process entry point (`entry`), the listings (`listing`),
-//! `start-producer` (`start_producer`) and shutdown (`shutdown`).
+//! `start-producer` (`start_producer`), `consumer-stat` (`consumer_stat`), `create-topics`
+//! (`create_topics`), the clients of those two (`command_client`) and shutdown (`shutdown`).
 
 pub mod cli;
+mod command_client;
+mod consumer_stat;
+mod create_topics;
 pub(crate) mod entry;
 mod listing;
 pub(crate) mod shutdown;
@@ -13,6 +17,8 @@ use std::sync::Arc;
 use clap::Parser;
 
 use self::cli::{Arguments, Command, ConcurrencyArgs, ConsumerType, FailureArgs, HttpArgs, StartConsumer};
+use self::consumer_stat::consumer_stat;
+use self::create_topics::create_topics;
 use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
@@ -179,15 +185,23 @@ impl App {
                 self.start(workers, arguments, shutdown, stop_all, &start.http).await
             }
             Command::StartProducer(command) => {
-                if self.global.brokers.is_none() {
-                    return Err(Error::Config(
-                        "start-producer needs a broker: set kafka.brokers in config.json, KAFKA_BROKERS or --brokers"
-                            .into(),
-                    ));
-                }
+                self.brokers_for("start-producer")?;
                 shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
                 start_producer(command, shutdown, self.global.drain_timeout.value).await
             }
+            Command::ConsumerStat(command) => consumer_stat(self, command, shutdown).await,
+            Command::CreateTopics(command) => create_topics(self, command).await,
+        }
+    }
+
+    /// The configured brokers, comma-separated, for a command that needs a real broker (the
+    /// embedded cluster starts empty).
+    fn brokers_for(&self, command: &str) -> Result<String, Error> {
+        match &self.global.brokers {
+            Some(brokers) => Ok(brokers.value.join(",")),
+            None => Err(Error::Config(format!(
+                "{command} needs a broker: set kafka.brokers in config.json, KAFKA_BROKERS or --brokers"
+            ))),
         }
     }
 

@@ -90,6 +90,25 @@ impl Shutdown {
             shutdown.abort();
         });
     }
+
+    /// Begins shutdown on the first SIGINT or SIGTERM, when this was made by
+    /// [`on_signals`](Self::on_signals): for commands with nothing in flight to drain.
+    pub(crate) fn stop_on_signals_if_enabled(&self) {
+        if !self.signals {
+            return;
+        }
+        let shutdown = self.clone();
+        tokio::spawn(async move {
+            match Signals::new() {
+                Ok(mut signals) => {
+                    let name = signals.recv().await;
+                    tracing::debug!("{name} received: stopping");
+                    shutdown.begin();
+                }
+                Err(err) => tracing::warn!("cannot listen for SIGINT/SIGTERM: {err}"),
+            }
+        });
+    }
 }
 
 struct Signals {

@@ -50,6 +50,14 @@ impl ClientSettings {
         settings
     }
 
+    /// `create-topics`' admin client: `kafka.consumer_connection_settings`, so it reaches the
+    /// brokers the way the workers do. (Consumer-only keys there are ignored by librdkafka.)
+    pub(crate) fn admin(layer: &Settings) -> Self {
+        let mut settings = Self::default();
+        settings.add_file_layer(layer, "create-topics");
+        settings
+    }
+
     /// The shared producer: config.json's `kafka.producer`.
     pub(crate) fn producer(layer: &Settings) -> Self {
         let mut settings = Self::default();

@@ -46,6 +46,10 @@ pub struct KafkaSection {
     pub producer: Settings,
     /// The HTTP server of long-running commands.
     pub http: HttpSection,
+    /// How `create-topics` creates each topic, by name without the prefix; the entry `*`
+    /// is the default for topics without one.
+    #[serde(deserialize_with = "topic_entries")]
+    pub topics: BTreeMap<String, TopicEntry>,
 }
 
 /// The `kafka.http` section.
@@ -60,6 +64,18 @@ pub struct HttpSection {
     pub produce: Option<bool>,
     /// The largest body `POST /topics/{topic}` takes [default: 1 MiB].
     pub max_body_bytes: Option<usize>,
+}
+
+/// One entry of `kafka.topics`. A key left out falls back to the `*` entry, then to the
+/// broker's default.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicEntry {
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+    /// Topic configuration (`retention.ms`, `cleanup.policy`, ...), passed to the broker.
+    #[serde(default)]
+    pub config: Settings,
 }
 
 /// Declares a config.json section that also takes the failure-policy, batch and concurrency keys
@@ -161,9 +177,7 @@ impl<'de> Deserialize<'de> for SettingValue {
             serde_json::Value::String(s) => Ok(SettingValue(s)),
             serde_json::Value::Number(n) => Ok(SettingValue(n.to_string())),
             serde_json::Value::Bool(b) => Ok(SettingValue(b.to_string())),
-            other => Err(de::Error::custom(format!(
-                "a librdkafka setting must be a string, a number or a boolean, not {other}"
-            ))),
+            other => Err(de::Error::custom(format!("a setting must be a string, a number or a boolean, not {other}"))),
         }
     }
 }
@@ -181,6 +195,29 @@ fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<V
         Some(OneOrMany::One(s)) => Some(split_list(&s)),
         Some(OneOrMany::Many(list)) => Some(list),
     })
+}
+
+/// `kafka.topics`, each entry read on its own so that an error names its key path (serde_json
+/// adds the line and column).
+fn topic_entries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, TopicEntry>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(deserializer)?;
+    let mut entries = BTreeMap::new();
+    for (name, value) in raw {
+        let at = format!("kafka.topics.{name}");
+        if name.trim().is_empty() {
+            return Err(de::Error::custom(format!("{at}: a topic name cannot be empty")));
+        }
+        let entry = TopicEntry::deserialize(value).map_err(|err| de::Error::custom(format!("{at}: {err}")))?;
+        for (key, value) in [("partitions", entry.partitions), ("replication_factor", entry.replication_factor)] {
+            if let Some(value) = value.filter(|v| *v < 1) {
+                return Err(de::Error::custom(format!(
+                    "{at}: `{key}` = {value}: must be at least 1 (leave it out for the broker's default)"
+                )));
+            }
+        }
+        entries.insert(name, entry);
+    }
+    Ok(entries)
 }
 
 /// Splits `a,b, c` into its non-empty parts.
@@ -334,6 +371,28 @@ mod tests {
         let err =
             parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a"}, {"name": "a"}]}}}"#).unwrap_err().to_string();
         assert!(err.contains("both named `a`"), "{err}");
+    }
+
+    #[test]
+    fn reads_topic_entries_and_names_the_key_path_of_a_bad_one() {
+        let (config, _) = parse(
+            r#"{"kafka": {"topics": {"*": {"replication_factor": 3},
+                "orders": {"partitions": 6, "config": {"retention.ms": 60000, "cleanup.policy": "delete"}}}}}"#,
+        )
+        .unwrap();
+        let topics = &config.kafka.topics;
+        assert_eq!(topics["*"], TopicEntry { replication_factor: Some(3), ..Default::default() });
+        assert_eq!(topics["orders"].partitions, Some(6));
+        assert_eq!(topics["orders"].config["retention.ms"].0, "60000");
+
+        let err = parse("{\"kafka\": {\"topics\": {\n  \"orders\": {\"partitons\": 6}}}}").unwrap_err().to_string();
+        assert!(err.starts_with("config.json:2:"), "{err}");
+        assert!(err.contains("kafka.topics.orders: unknown field `partitons`, expected one of"), "{err}");
+        let err = parse(r#"{"kafka": {"topics": {"orders": {"partitions": 0}}}}"#).unwrap_err().to_string();
+        assert!(err.contains("kafka.topics.orders: `partitions` = 0: must be at least 1"), "{err}");
+        let err =
+            parse(r#"{"kafka": {"topics": {"orders": {"config": {"retention.ms": [1]}}}}}"#).unwrap_err().to_string();
+        assert!(err.contains("kafka.topics.orders: a setting must be"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Configuration: the config.json file (`file`), the layers merged over it with the source of
-//! every value (`layers`), each worker's merged configuration (`plan`), and the librdkafka
-//! settings of every client the runtime creates (`client`).
+//! every value (`layers`), each worker's merged configuration (`plan`), the librdkafka
+//! settings of every client the runtime creates (`client`), and the topics `create-topics`
+//! creates (`topics`).
 
 mod batch;
 pub(crate) mod client;
@@ -9,14 +10,17 @@ mod file;
 mod layers;
 mod plan;
 pub(crate) mod policy;
+mod topics;
 
 pub use batch::{BatchKeys, BatchSettings};
 pub use client::{is_secret, RESERVED_SETTINGS};
 pub use concurrency::{Concurrency, ConcurrencyKeys, Ordering, DEFAULT_MAX_IN_FLIGHT};
-pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
+pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, TopicEntry, WorkerEntry};
 pub use layers::{CliLayer, EnvLayer, GlobalSettings, Source, Sourced};
+pub(crate) use plan::TopicMatcher;
 pub use plan::{
     catalog, effective_settings, merge_worker_config, path_matches, CatalogEntry, ConsumerSpec, Subscription,
     WorkerConfig, WorkerOverrides,
 };
 pub use policy::{FailureKeys, FailurePolicy, OnDecodeError};
+pub use topics::{topics_to_create, TopicToCreate, TopicsPlan, DEFAULT_TOPIC_ENTRY};

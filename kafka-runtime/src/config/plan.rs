@@ -138,6 +138,33 @@ impl WorkerConfig {
     }
 }
 
+/// Which topics a consumer's subscription (prefixed names, or `^patterns`) covers, as
+/// librdkafka reads it.
+pub(crate) struct TopicMatcher<'a> {
+    names: Vec<&'a str>,
+    patterns: Vec<regex::Regex>,
+}
+
+impl<'a> TopicMatcher<'a> {
+    /// A pattern that is not a valid regex matches nothing (librdkafka refuses it at subscribe).
+    pub(crate) fn new(subscription: &'a [String]) -> Self {
+        let (patterns, names): (Vec<&String>, Vec<&String>) = subscription.iter().partition(|s| s.starts_with('^'));
+        Self {
+            names: names.into_iter().map(String::as_str).collect(),
+            patterns: patterns.into_iter().filter_map(|p| regex::Regex::new(p).ok()).collect(),
+        }
+    }
+
+    pub(crate) fn matches(&self, topic: &str) -> bool {
+        self.names.contains(&topic) || self.patterns.iter().any(|p| p.is_match(topic))
+    }
+
+    /// The topics named one by one, not by a pattern.
+    pub(crate) fn names(&self) -> &[&'a str] {
+        &self.names
+    }
+}
+
 /// A startable worker: a registered function, under its own name or under the name of a
 /// config.json entry whose `path` points at it.
 #[derive(Debug, Clone, Copy)]

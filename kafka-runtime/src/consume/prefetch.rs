@@ -18,6 +18,8 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
+use crate::config::TopicMatcher;
+
 /// The settings sized here. A consumer whose settings give any of them keeps librdkafka's
 /// defaults for the others: the user took the prefetch over.
 pub(crate) const PREFETCH_SETTINGS: &[&str] = &[
@@ -89,14 +91,11 @@ fn count_partitions(config: &ClientConfig, subscription: &[String]) -> Result<us
     lookup.remove("group.id");
     let client: BaseConsumer = lookup.create().map_err(|err| err.to_string())?;
     let metadata = client.fetch_metadata(None, METADATA_TIMEOUT).map_err(|err| err.to_string())?;
-    let patterns: Vec<regex::Regex> =
-        subscription.iter().filter(|s| s.starts_with('^')).filter_map(|s| regex::Regex::new(s).ok()).collect();
+    let matcher = TopicMatcher::new(subscription);
     let partitions = metadata
         .topics()
         .iter()
-        .filter(|topic| {
-            subscription.iter().any(|s| s == topic.name()) || patterns.iter().any(|p| p.is_match(topic.name()))
-        })
+        .filter(|topic| matcher.matches(topic.name()))
         .map(|topic| topic.partitions().len())
         .sum();
     Ok(partitions)
