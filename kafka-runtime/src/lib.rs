@@ -37,7 +37,7 @@ mod embedded;
 mod error;
 mod ffi;
 mod logging;
-pub mod ops;
+mod ops;
 mod produce;
 #[cfg(test)]
 mod test_support;
@@ -50,6 +50,7 @@ pub use consume::{Ack, Batch, Message, Partition, StreamEvent, TopicStream};
 pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};
 pub use error::Error;
+pub use ops::hooks;
 pub use produce::outgoing::{OutgoingMessage, Topic};
 pub use produce::producer::{producer, DeliveryReport, Producer, ProducerSetup, ProducerStats, SendError};
 pub use produce::serialize::Serializer;

@@ -320,3 +320,9 @@ pub async fn gate(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     record(&ctx, &msg);
     Ok(())
 }
+
+/// Logs one line per message with `tracing`, inside the message's span.
+#[kafka_worker(name = "it_logs")]
+pub async fn logs(msg: Message) {
+    tracing::warn!("handling payload {}", msg.payload_str().unwrap_or("<binary>"));
+}
