@@ -78,9 +78,17 @@ async fn health_ready_metrics_and_stats_report_what_the_worker_did() {
     assert_eq!(stats["es"]["topics"][&topic]["count"], 1000, "{stats}");
     assert!(stats["es"]["topics"][&topic]["offset"].as_i64().is_some(), "{stats}");
     assert_eq!(stats["es"]["assigned"].as_array().unwrap().len(), 3, "{stats}");
-    // The original's path answers the same.
+    // What consumer-stat --json gives: the group's 3 partitions as the broker reports them.
+    let offsets = &stats["es"]["group_offsets"];
+    assert_eq!(offsets["worker"], "es", "{stats}");
+    let partitions = offsets["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 3, "{stats}");
+    assert!(partitions.iter().all(|p| p["group"] == group.as_str() && p["topic"] == topic.as_str()), "{stats}");
+    // The original's path answers the same counters.
     let (status, original) = http(&format!("{base}/@consumer-stat"), &[], None).await;
-    assert_eq!((status, serde_json::from_str::<serde_json::Value>(&original).unwrap()), (200, stats));
+    let original: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!((&original["es"]["count"], &original["es"]["topics"]), (&stats["es"]["count"], &stats["es"]["topics"]));
 
     demo.signal("TERM");
     assert_eq!(demo.wait_exit().await, Some(0));

@@ -5,7 +5,7 @@
 
 pub mod cli;
 mod command_client;
-mod consumer_stat;
+pub(crate) mod consumer_stat;
 mod create_topics;
 pub(crate) mod entry;
 mod listing;
@@ -18,6 +18,7 @@ use clap::Parser;
 
 use self::cli::{Arguments, Command, ConcurrencyArgs, ConsumerType, FailureArgs, HttpArgs, StartConsumer};
 use self::consumer_stat::consumer_stat;
+use self::consumer_stat::GroupOffsetsReport;
 use self::create_topics::create_topics;
 use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
@@ -219,6 +220,7 @@ impl App {
             listen_source,
             token,
             produce: section.produce.unwrap_or(false),
+            group_offsets: None,
             max_body_bytes: section.max_body_bytes.unwrap_or(crate::ops::http::DEFAULT_MAX_BODY_BYTES),
         })
     }
@@ -262,15 +264,12 @@ impl App {
         stop_all: bool,
         http: &HttpArgs,
     ) -> Result<(), Error> {
-        // Started first: it reports the workers as they start, and a port taken is an error
-        // before anything runs.
-        let server = match self.http_settings(http) {
-            Some(settings) => Some(crate::ops::http::start(settings).await?),
-            None => None,
-        };
+        let http = self.http_settings(http);
         let mut units = Vec::new();
+        let mut configs = Vec::new();
         for WorkerToStart { config, worker } in workers {
             let config = Arc::new(config);
+            configs.push(Arc::clone(&config));
             let consumers = config.consumers()?;
             let several = consumers.len() > 1;
             for spec in consumers {
@@ -307,7 +306,7 @@ impl App {
                     config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
                 let mut client_config = client_config(&brokers, client_settings);
                 client_config.set("group.id", &spec.group);
-                if server.is_some() && client_config.get("statistics.interval.ms").is_none() {
+                if http.is_some() && client_config.get("statistics.interval.ms").is_none() {
                     // The lag in /metrics and /stats.
                     client_config.set("statistics.interval.ms", crate::ops::metrics::STATISTICS_INTERVAL_MS);
                 }
@@ -331,6 +330,15 @@ impl App {
         if let Some(cluster) = &embedded {
             self.configure_producer(Some(cluster.bootstrap_servers().to_owned()));
         }
+        // Started before the workers: a port taken is an error before anything runs.
+        let server = match http {
+            Some(mut settings) => {
+                let workers: Vec<&WorkerConfig> = configs.iter().map(|config| &**config).collect();
+                settings.group_offsets = Some(Arc::new(GroupOffsetsReport::new(&workers, &brokers)?));
+                Some(crate::ops::http::start(settings).await?)
+            }
+            None => None,
+        };
         let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value, stop_all).await;
         // What workers sent is delivered (or reported) before the process ends.
         let lost = producer().flush(self.global.drain_timeout.value).await;

@@ -429,7 +429,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn rebalance_callbacks_never_run_on_an_async_thread() {
         let topic = topic_with_messages("rebalance-thread", 3).await;
-        let state = WorkerState::register("rebalance-thread".into(), "g".into());
+        let state = WorkerState::register("rebalance-thread", "rebalance-thread".into(), "g".into());
         let context = WorkerConsumerContext::new(Arc::clone(&state), brokers().into(), PartitionQueues::default());
         let consumer = SharedConsumer::subscribe(&consumer_config(&unique("g")), context, &[topic]).unwrap();
         let mut stream = TopicStream::new(consumer.clone(), Shutdown::new(), Arc::clone(&state)).unwrap();

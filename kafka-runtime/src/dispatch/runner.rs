@@ -89,7 +89,7 @@ pub(crate) async fn run_consumer(
     partitions: PartitionQueues,
 ) -> Result<(), String> {
     let label = Arc::clone(&job.label);
-    let state = WorkerState::register(Arc::clone(&label), job.ctx.group().to_owned());
+    let state = WorkerState::register(job.ctx.name(), Arc::clone(&label), job.ctx.group().to_owned());
     if let Some(interval) = job.client_config.get("max.poll.interval.ms").and_then(|ms| ms.parse().ok()) {
         state.set_max_poll_interval(Duration::from_millis(interval));
     }

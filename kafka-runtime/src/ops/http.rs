@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{metrics, ready};
+use crate::app::consumer_stat::GroupOffsetsReport;
 use crate::error::Error;
 use crate::produce::producer::{producer, DeliveryReport};
 use crate::worker::state::running_states;
@@ -26,7 +27,7 @@ pub(crate) const HEADER_PREFIX: &str = "kafka-header-";
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
 /// How the server is set up (merged from the command line, config.json and the environment).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct HttpSettings {
     pub(crate) listen: String,
     /// Where `listen` came from, for error messages.
@@ -35,6 +36,8 @@ pub(crate) struct HttpSettings {
     pub(crate) token: Option<String>,
     pub(crate) produce: bool,
     pub(crate) max_body_bytes: usize,
+    /// What `consumer-stat --json` gives for the process's workers, for `/stats`.
+    pub(crate) group_offsets: Option<Arc<GroupOffsetsReport>>,
 }
 
 /// The running server; stopped when dropped.
@@ -113,6 +116,9 @@ struct WorkerStats {
     in_flight: i64,
     /// Per partition, from librdkafka's statistics (every 5 s).
     lag: Vec<PartitionLag>,
+    /// The worker's groups as `consumer-stat --json` shows them: committed offsets, log
+    /// start and end, lag, as the broker reports them now.
+    group_offsets: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -133,8 +139,16 @@ struct PartitionLag {
     lag: i64,
 }
 
-async fn stats() -> Json<BTreeMap<String, WorkerStats>> {
+async fn stats(State(settings): State<Arc<HttpSettings>>) -> Json<BTreeMap<String, WorkerStats>> {
     use std::sync::atomic::Ordering::Relaxed;
+    let group_offsets = match &settings.group_offsets {
+        Some(report) => report.by_worker().await.map_err(|err| err.to_string()),
+        None => Ok(Vec::new()),
+    };
+    let offsets_of = |name: &str| match &group_offsets {
+        Ok(workers) => workers.iter().find(|w| w["worker"] == name).cloned().unwrap_or(serde_json::Value::Null),
+        Err(err) => serde_json::json!({"error": err}),
+    };
     let known = |value: i64| (value >= 0).then_some(value);
     let workers = running_states()
         .iter()
@@ -165,6 +179,7 @@ async fn stats() -> Json<BTreeMap<String, WorkerStats>> {
                 assigned: status.assigned,
                 in_flight: state.in_flight(),
                 lag,
+                group_offsets: offsets_of(state.name()),
             };
             (status.label, stats)
         })

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 /// One running consumer's state, written by its task and its client's callbacks.
 pub(crate) struct WorkerState {
     label: Arc<str>,
+    /// The worker's name (the label without the group).
+    name: String,
     group: String,
     assigned: Mutex<Vec<(String, i32)>>,
     messages: AtomicU64,
@@ -88,9 +90,10 @@ pub fn running_workers() -> Vec<WorkerStatus> {
 
 impl WorkerState {
     /// A consumer's state, listed by [`running_workers`] while it is alive.
-    pub(crate) fn register(label: Arc<str>, group: String) -> Arc<Self> {
+    pub(crate) fn register(name: &str, label: Arc<str>, group: String) -> Arc<Self> {
         let state = Arc::new(Self {
             label,
+            name: name.to_owned(),
             group,
             assigned: Mutex::default(),
             messages: AtomicU64::new(0),
@@ -109,6 +112,10 @@ impl WorkerState {
         state.polled();
         running().lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
         state
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn group(&self) -> &str {

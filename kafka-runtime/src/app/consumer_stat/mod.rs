@@ -65,6 +65,43 @@ pub(super) async fn consumer_stat(app: &App, command: &ConsumerStat, shutdown: S
     }
 }
 
+/// What `consumer-stat --json` shows for the workers a process runs, read again at each
+/// `GET /stats`.
+pub(crate) struct GroupOffsetsReport {
+    names: Vec<String>,
+    readers: Vec<GroupReader>,
+}
+
+impl GroupOffsetsReport {
+    /// Readers for `workers`, with their own clients (they never join the groups).
+    pub(crate) fn new(workers: &[&crate::config::WorkerConfig], brokers: &str) -> Result<Self, Error> {
+        let mut names: Vec<String> = Vec::new();
+        let mut readers = Vec::new();
+        for worker in workers {
+            if names.contains(&worker.name) {
+                continue;
+            }
+            names.push(worker.name.clone());
+            for spec in worker.consumers()? {
+                readers.push(GroupReader::new(worker, &spec, brokers)?);
+            }
+        }
+        Ok(Self { names, readers })
+    }
+
+    /// The `workers` array of `consumer-stat --json`, each entry by worker name.
+    pub(crate) async fn by_worker(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let snapshot = read_all(&self.names, &self.readers).await?;
+        match json_of(&snapshot, None) {
+            serde_json::Value::Object(mut document) => match document.remove("workers") {
+                Some(serde_json::Value::Array(workers)) => Ok(workers),
+                _ => Ok(Vec::new()),
+            },
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
 /// Writes one reading, after clearing the terminal or after a blank line.
 fn show(text: &str, clear_screen: bool, separate: bool) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
