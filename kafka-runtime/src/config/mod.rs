@@ -1,17 +1,20 @@
 //! Configuration: the config.json file (`file`), the layers merged over it with the source of
 //! every value (`layers`), each worker's merged configuration (`plan`), and the librdkafka
-//! settings of every client the runtime creates (`client`).
+//! settings of every client the runtime creates (`client`), `${NAME}` in them (`env_refs`), and
+//! which of them are secrets, masked in everything printed (`secrets`).
 
 mod batch;
 pub(crate) mod client;
 mod concurrency;
+mod env_refs;
 mod file;
 mod layers;
 mod plan;
 pub(crate) mod policy;
+pub(crate) mod secrets;
 
 pub use batch::{BatchKeys, BatchSettings};
-pub use client::{is_secret, RESERVED_SETTINGS};
+pub use client::{librdkafka_build, RESERVED_SETTINGS};
 pub use concurrency::{Concurrency, ConcurrencyKeys, Ordering, DEFAULT_MAX_IN_FLIGHT};
 pub use file::{ConfigFile, ConsumerSection, KafkaSection, SettingValue, Settings, WorkerEntry};
 pub use layers::{CliLayer, EnvLayer, GlobalSettings, Source, Sourced};
@@ -20,3 +23,4 @@ pub use plan::{
     WorkerConfig, WorkerOverrides,
 };
 pub use policy::{FailureKeys, FailurePolicy, OnDecodeError};
+pub use secrets::{is_secret, redact, MASK};
