@@ -83,12 +83,23 @@ pub struct OwnBroker {
 impl OwnBroker {
     /// A broker that advertises the address it listens on.
     pub fn start() -> Self {
-        Self::start_advertising(None)
+        Self::launch(None, &[])
     }
 
     /// A broker that tells clients to connect to `advertised` (`host:port`) instead of its own
     /// address: for a proxy in front of it.
-    pub fn start_advertising(advertised: Option<&str>) -> Self {
+    pub fn start_advertising(advertised: &str) -> Self {
+        Self::launch(Some(advertised), &[])
+    }
+
+    /// A broker that requires SASL (SCRAM-SHA-256 or -512) from its clients. It knows no user:
+    /// `tansu user create` cannot reach a broker that requires authentication, and the
+    /// in-memory storage does not outlive a restart.
+    pub fn start_authenticating() -> Self {
+        Self::launch(None, &["--authentication"])
+    }
+
+    fn launch(advertised: Option<&str>, extra_args: &[&str]) -> Self {
         let binary = std::env::var_os("TANSU")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/tansu"));
@@ -98,6 +109,7 @@ impl OwnBroker {
         let child = std::process::Command::new(&binary)
             .args(["broker", "--listener-url", &format!("tcp://{bootstrap}"), "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

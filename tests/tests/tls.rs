@@ -106,11 +106,13 @@ impl Stunnel {
         );
         let config_path = certs.dir.join("stunnel.conf");
         std::fs::write(&config_path, config).unwrap();
+        // Its log (every refused handshake) goes to a file beside the certificates.
+        let log = std::fs::File::create(certs.dir.join("stunnel.log")).expect("stunnel log");
         let child = Command::new(binary)
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start stunnel");
         wait_listening(address, "stunnel");
@@ -137,7 +139,7 @@ impl TlsBroker {
     fn start() -> Self {
         let certs = Certificates::make();
         let tls_address = format!("127.0.0.1:{}", free_port());
-        let broker = OwnBroker::start_advertising(Some(&tls_address));
+        let broker = OwnBroker::start_advertising(&tls_address);
         let tls = Stunnel::start(&tls_address, &broker.bootstrap, &certs);
         Self { tls, _broker: broker, certs }
     }
@@ -210,6 +212,7 @@ async fn a_wrong_ca_is_an_error_naming_the_certificate_problem_and_the_broker() 
     );
     let reported = worker.wait_lines(1, |l| l.contains("TLS with the broker failed")).await;
     let line = &reported[0];
+    println!("{line}");
     assert!(line.contains("certificate verify failed"), "{line}");
     assert!(line.contains(&address), "the broker's address is named: {line}");
     assert!(line.contains("check ssl.ca.location"), "{line}");
