@@ -19,8 +19,8 @@ const SECRET_KEY_PARTS: &[&str] =
 /// every `1` or `abc` in a log line would garble it.
 const MIN_MASKED_LEN: usize = 4;
 
-/// Is this setting a secret? Its name, in any case, contains one of [`SECRET_KEY_PARTS`], or
-/// its value holds a PEM private key.
+/// Is a setting of this name a secret? Its name, in any case, contains one of
+/// [`SECRET_KEY_PARTS`].
 pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     SECRET_KEY_PARTS.iter().any(|part| key.contains(part))
