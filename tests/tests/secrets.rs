@@ -52,7 +52,7 @@ fn error_line(err: &str) -> &str {
 }
 
 #[test]
-fn config_and_list_workers_mask_secrets_on_success_and_on_errors() {
+fn config_and_list_workers_mask_secrets() {
     let ok = config(serde_json::json!({"consumer_connection_settings": {"Sasl.Password": UNKNOWN_KEY_VALUE}}));
     let (code, out, err) = run(&["-c", &ok, "config", "--consumer-worker", "it_per_message"], None);
     assert_eq!(code, 0, "{err}");
@@ -67,26 +67,39 @@ fn config_and_list_workers_mask_secrets_on_success_and_on_errors() {
     let (code, out, err) = run(&["-c", &ok, "list-workers"], None);
     assert_eq!(code, 0, "{err}");
     assert_no_secret("list-workers", &out, &err);
+}
 
+/// A configuration that cannot be loaded fails every command the same way, naming the key,
+/// never the value.
+#[test]
+fn every_command_masks_secrets_in_configuration_errors() {
+    let brokers = brokers();
+    let commands: [&[&str]; 4] = [
+        &["config"],
+        &["list-workers"],
+        &["start-consumer", "--consumer-worker", "it_per_message", "--topics", "t"],
+        &["start-producer", "--topic", "t", "--data", "1"],
+    ];
     // A secret of the wrong type: serde would echo it.
     let wrong_type = config(serde_json::json!({"producer": {"sasl.password": [ARRAY_VALUE]}}));
-    for command in ["config", "list-workers"] {
-        let (code, out, err) = run(&["-c", &wrong_type, command], None);
-        assert_eq!(code, 1, "{command}: {out}{err}");
-        assert_no_secret(command, &out, &err);
+    // The variable not set: the error names it and the key.
+    let ok = config(serde_json::json!({}));
+    for command in commands {
+        let args = [&["-c", &wrong_type, "--brokers", &brokers][..], command].concat();
+        let (code, out, err) = run(&args, None);
+        assert_eq!(code, 1, "{command:?}: {out}{err}");
+        assert_no_secret(&format!("{command:?} with a wrong type"), &out, &err);
         assert!(error_line(&err).contains("setting \"sasl.password\": a librdkafka setting must be"), "{err}");
-    }
 
-    // The variable not set: the error names it and the key, and nothing else leaks.
-    let (code, out, err) = run_with_input(Binary::TestWorkers, &["-c", &ok, "config"], &[("RUST_LOG", "debug")], None);
-    assert_eq!(code, 1, "{err}");
-    assert_no_secret("config without the variable", &out, &err);
-    assert!(
-        error_line(&err).contains(&format!(
+        let args = [&["-c", &ok, "--brokers", &brokers][..], command].concat();
+        let (code, out, err) = run_with_input(Binary::TestWorkers, &args, &[("RUST_LOG", "debug")], None);
+        assert_eq!(code, 1, "{command:?}: {out}{err}");
+        assert_no_secret(&format!("{command:?} without the variable"), &out, &err);
+        let expected = format!(
             "kafka.connection_settings.\"ssl.key.password\": the environment variable {KEY_PASSWORD_VARIABLE} is not set"
-        )),
-        "{err}"
-    );
+        );
+        assert!(error_line(&err).contains(&expected), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
