@@ -20,64 +20,35 @@ impl Certificates {
         std::fs::create_dir_all(&dir).expect("certificate directory");
         let certs = Self { dir };
         for ca in ["ca", "other-ca"] {
-            certs.openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                &format!("/CN=test {ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.pem"),
-            ]);
+            certs.openssl(&format!(
+                "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-{ca} -keyout {ca}.key -out {ca}.pem"
+            ));
         }
-        certs.openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
+        certs.openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr");
         std::fs::write(certs.path("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        certs.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.pem",
-        ]);
+        certs.openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile san.cnf -out server.pem",
+        );
         certs
     }
 
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new("openssl").args(args).current_dir(&self.dir).output().unwrap_or_else(|err| {
-            panic!("cannot run openssl ({err}): install the Debian package openssl (.ci/run does)")
-        });
-        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    /// Runs `openssl` with `args` (split at spaces) in the certificates' directory.
+    fn openssl(&self, args: &str) {
+        let output =
+            Command::new("openssl").args(args.split(' ')).current_dir(&self.dir).output().unwrap_or_else(|err| {
+                panic!("cannot run openssl ({err}): install the Debian package openssl (.ci/run does)")
+            });
+        assert!(output.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&output.stderr));
     }
 
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -212,7 +183,6 @@ async fn a_wrong_ca_is_an_error_naming_the_certificate_problem_and_the_broker() 
     );
     let reported = worker.wait_lines(1, |l| l.contains("TLS with the broker failed")).await;
     let line = &reported[0];
-    println!("{line}");
     assert!(line.contains("certificate verify failed"), "{line}");
     assert!(line.contains(&address), "the broker's address is named: {line}");
     assert!(line.contains("check ssl.ca.location"), "{line}");
