@@ -36,6 +36,14 @@ fi
 # The tests that start a broker of their own (tests/tests/broker_pause.rs) find Tansu here.
 export TANSU="${TANSU:-$(install_tansu)}"
 
+# tests/tests/tls.rs puts stunnel in front of a Tansu of its own and makes its certificates
+# with openssl; .ci/run installs both when missing. Without them that test fails, saying so.
+for tool in openssl "stunnel4 stunnel"; do
+    found=no
+    for name in $tool; do command -v "$name" >/dev/null 2>&1 && found=yes; done
+    [[ $found == yes ]] || log "warning: ${tool%% *} is not installed: tests/tests/tls.rs will fail (install the Debian package ${tool%% *})"
+done
+
 status=0
 
 log "cargo test --workspace --all-targets $*"

@@ -1,17 +1,46 @@
-//! Logs: the process's subscriber, and librdkafka's log lines forwarded into it.
+//! Logs: the process's subscriber, which masks secrets in every line it writes, and
+//! librdkafka's log lines and client errors forwarded into it.
+
+use std::io::Write as _;
 
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// Logs to stderr at `RUST_LOG`'s level (default `info`), in colour only on a terminal.
+use crate::config::redact;
+
+/// Logs to stderr at `RUST_LOG`'s level (default `info`), in colour only on a terminal, with
+/// every configured secret value masked.
 pub(crate) fn init() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactedLine(Vec::new()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
+}
+
+/// One log line, collected whole and written to stderr with secrets masked when dropped
+/// (the subscriber makes one writer per event).
+struct RedactedLine(Vec<u8>);
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let line = String::from_utf8_lossy(&self.0);
+        let _ = std::io::stderr().write_all(redact(&line).as_bytes());
+    }
 }
 
 /// Forwards one librdkafka log line, at the matching level, naming the client it came from
@@ -26,5 +55,24 @@ pub(crate) fn librdkafka(client: &str, level: RDKafkaLogLevel, facility: &str, m
             tracing::info!(target: "librdkafka", client, "{facility}: {message}")
         }
         RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", client, "{facility}: {message}"),
+    }
+}
+
+/// Logs an error librdkafka reports for a client (`client`: a worker's label, or
+/// `producer`). TLS and SASL failures are errors that say which settings to check; librdkafka
+/// keeps retrying.
+pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::SSL) => tracing::error!(
+            client,
+            "TLS with the broker failed: {reason}; check ssl.ca.location (the CA that signed the \
+             broker's certificate) and the other ssl.* settings in kafka.connection_settings"
+        ),
+        Some(RDKafkaErrorCode::Authentication) => tracing::error!(
+            client,
+            "SASL authentication with the broker failed: {reason}; check security.protocol, \
+             sasl.mechanisms, sasl.username and sasl.password in kafka.connection_settings"
+        ),
+        _ => tracing::warn!(client, "kafka client error: {error}: {reason}"),
     }
 }

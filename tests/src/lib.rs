@@ -51,8 +51,17 @@ pub async fn create_topics(topics: &[&str], partitions: i32) {
 
 /// Creates topics on the broker at `bootstrap`.
 pub async fn create_topics_on(bootstrap: &str, topics: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    create_topics_with(bootstrap, &[], topics, partitions).await
+}
+
+/// Creates topics on the broker at `bootstrap`, the admin client having `settings` too (TLS).
+pub async fn create_topics_with(bootstrap: &str, settings: &[(&str, &str)], topics: &[&str], partitions: i32) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let results = admin.create_topics(&new, &AdminOptions::new()).await.expect("create topics");
@@ -60,6 +69,81 @@ pub async fn create_topics_on(bootstrap: &str, topics: &[&str], partitions: i32)
         if let Err((topic, code)) = result {
             panic!("cannot create topic {topic}: {code}");
         }
+    }
+}
+
+/// A Tansu broker for one test alone, stopped when dropped. `scripts/test.sh` installs Tansu
+/// and exports its path as `TANSU`.
+pub struct OwnBroker {
+    child: std::process::Child,
+    /// Where it listens.
+    pub bootstrap: String,
+}
+
+impl OwnBroker {
+    /// A broker that advertises the address it listens on.
+    pub fn start() -> Self {
+        Self::launch(None, &[])
+    }
+
+    /// A broker that tells clients to connect to `advertised` (`host:port`) instead of its own
+    /// address: for a proxy in front of it.
+    pub fn start_advertising(advertised: &str) -> Self {
+        Self::launch(Some(advertised), &[])
+    }
+
+    /// A broker that requires SASL (SCRAM-SHA-256 or -512) from its clients. It knows no user:
+    /// `tansu user create` cannot reach a broker that requires authentication, and the
+    /// in-memory storage does not outlive a restart.
+    pub fn start_authenticating() -> Self {
+        Self::launch(None, &["--authentication"])
+    }
+
+    fn launch(advertised: Option<&str>, extra_args: &[&str]) -> Self {
+        let binary = std::env::var_os("TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/tansu"));
+        assert!(binary.exists(), "no tansu binary at {}: run the tests with scripts/test.sh", binary.display());
+        let bootstrap = format!("127.0.0.1:{}", free_port());
+        let advertised = format!("tcp://{}", advertised.unwrap_or(&bootstrap));
+        let child = std::process::Command::new(&binary)
+            .args(["broker", "--listener-url", &format!("tcp://{bootstrap}"), "--advertised-listener-url", &advertised])
+            .args(["--storage-engine", "memory://tansu/"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        wait_listening(&bootstrap, "tansu");
+        Self { child, bootstrap }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the broker.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections at `address`; `what` names it in the failure.
+pub fn wait_listening(address: &str, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not listen on {address}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -563,57 +647,6 @@ pub async fn take_kept(topic: &str, count: usize) -> Vec<kafka_runtime::Message>
         }
     };
     tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {count} kept messages"))
-}
-
-/// A Tansu broker for one test alone (which may pause it), stopped when dropped.
-pub struct OwnBroker {
-    child: std::process::Child,
-    pub bootstrap: String,
-}
-
-impl OwnBroker {
-    pub fn start() -> Self {
-        // scripts/test.sh installs Tansu and exports its path as TANSU.
-        let binary = std::env::var_os("TANSU")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/tansu"));
-        assert!(binary.exists(), "no tansu binary at {}: run the tests with scripts/test.sh", binary.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let bootstrap = format!("127.0.0.1:{port}");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(&bootstrap).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "tansu did not listen on {bootstrap}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, bootstrap }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the broker.
-    pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-s", signal, &pid]).status().unwrap().success());
-    }
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback port free now, for a server the test starts.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One HTTP request (`GET` when `body` is `None`, else `POST`), off the async threads:

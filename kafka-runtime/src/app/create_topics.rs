@@ -39,7 +39,7 @@ pub(super) async fn create_topics(app: &App, command: &CreateTopics) -> Result<(
         return Ok(());
     }
     let brokers = app.brokers_for(COMMAND)?;
-    let settings = ClientSettings::admin(&app.file.kafka.consumer_connection_settings).into_map();
+    let settings = ClientSettings::admin(&app.file.kafka).into_map();
     let config = client_config(&brokers, settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str())));
     let admin: AdminClient<CommandContext> =
         config.create_with_context(CommandContext::new(COMMAND)).map_err(|err| {

@@ -8,6 +8,7 @@ use clap::Parser;
 use super::cli::Arguments;
 use super::shutdown::Shutdown;
 use super::App;
+use crate::config::redact;
 use crate::error::Error;
 use crate::worker::handler::IntoWorkerResult;
 
@@ -40,7 +41,8 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // librdkafka's errors echo rejected values, secrets among them.
+            eprintln!("error: {}", redact(&err.to_string()));
             ExitCode::FAILURE
         }
     }

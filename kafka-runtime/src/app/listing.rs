@@ -1,9 +1,12 @@
 //! What `list-workers` and `config` print, and the table layout other commands share.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{App, WorkerToStart};
-use crate::config::{is_secret, Subscription};
+use crate::config::client::ClientSettings;
+use crate::config::secrets::shown;
+use crate::config::{librdkafka_build, Sourced, Subscription};
 use crate::error::Error;
 use crate::worker::handler::WorkerStyle;
 
@@ -55,6 +58,11 @@ impl App {
             format!("{} ms", global.drain_timeout.value.as_millis()),
             global.drain_timeout.source
         );
+        let (version, features) = librdkafka_build();
+        let _ = writeln!(out, "librdkafka     {version}, builtin.features {features}");
+        let _ = writeln!(out, "\nproducer");
+        let _ = writeln!(out, "  client settings");
+        write_client_settings(&mut out, &ClientSettings::producer(&self.file.kafka).into_map());
         for WorkerToStart { config, .. } in &workers {
             let _ = writeln!(out, "\nworker {}", config.name);
             let _ = writeln!(out, "  function     {} ({})", config.rust_path, config.style);
@@ -125,10 +133,7 @@ impl App {
             let action = &failure.on_decode_error;
             let _ = writeln!(out, "    {:<32} {:<20} ({})", "on_decode_error", action.value.to_string(), action.source);
             let _ = writeln!(out, "  client settings");
-            for (key, value) in &config.client_settings {
-                let shown = if is_secret(key) { "*****" } else { value.value.as_str() };
-                let _ = writeln!(out, "    {key:<32} {shown:<20} ({})", value.source);
-            }
+            write_client_settings(&mut out, &config.client_settings);
         }
         let plan = self.topics_plan(names)?;
         let _ = writeln!(out, "\ntopics that create-topics creates");
@@ -149,6 +154,16 @@ impl App {
             let _ = writeln!(out, "  not created: {reason}");
         }
         Ok(out)
+    }
+}
+
+/// One line per librdkafka setting, secrets masked, with the layer each came from.
+fn write_client_settings(out: &mut String, settings: &BTreeMap<String, Sourced<String>>) {
+    if settings.is_empty() {
+        let _ = writeln!(out, "    {:<32} {:<20} (default)", "none", "librdkafka's defaults");
+    }
+    for (key, value) in settings {
+        let _ = writeln!(out, "    {key:<32} {:<20} ({})", shown(key, &value.value), value.source);
     }
 }
 

@@ -24,8 +24,8 @@ use self::shutdown::Shutdown;
 use self::start_producer::start_producer;
 use crate::config::client::{client_config, ClientSettings};
 use crate::config::{
-    catalog, effective_settings, merge_worker_config, BatchKeys, CatalogEntry, CliLayer, ConcurrencyKeys, ConfigFile,
-    EnvLayer, FailureKeys, GlobalSettings, WorkerConfig, WorkerOverrides,
+    catalog, effective_settings, librdkafka_build, merge_worker_config, redact, BatchKeys, CatalogEntry, CliLayer,
+    ConcurrencyKeys, ConfigFile, EnvLayer, FailureKeys, GlobalSettings, WorkerConfig, WorkerOverrides,
 };
 use crate::dispatch::runner::{run_consumers, ConsumerJob};
 use crate::embedded::EmbeddedCluster;
@@ -135,6 +135,8 @@ impl App {
             drain_timeout_ms: arguments.drain_timeout_ms,
         };
         let global = GlobalSettings::merge(&file, &EnvLayer::from_process(), &cli)?;
+        let (version, features) = librdkafka_build();
+        tracing::debug!("librdkafka {version}, builtin.features {features}");
         let app = Self { registered, file, global };
         for warning in app.catalog().1 {
             tracing::warn!("{warning}");
@@ -146,7 +148,7 @@ impl App {
     /// Tells the shared producer what the configuration says, for when the app does not
     /// set it up itself.
     fn configure_producer(&self, brokers: Option<String>) {
-        let settings = ClientSettings::producer(&self.file.kafka.producer)
+        let settings = ClientSettings::producer(&self.file.kafka)
             .into_map()
             .into_iter()
             .map(|(key, value)| (key, value.value))
@@ -162,7 +164,7 @@ impl App {
                 Ok(())
             }
             Command::Config(show) => {
-                print!("{}", self.show_config(&show.consumer_worker)?);
+                print!("{}", redact(&self.show_config(&show.consumer_worker)?));
                 Ok(())
             }
             Command::StartConsumer(start) => {

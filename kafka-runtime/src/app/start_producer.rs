@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::cli::{PayloadFormat, StartProducer};
 use super::shutdown::Shutdown;
+use crate::config::redact;
 use crate::error::Error;
 use crate::produce::outgoing::Topic;
 use crate::produce::producer::{producer, DeliveryReport, SendError};
@@ -119,7 +120,7 @@ async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, shutdown:
             }
             Err(err) => {
                 tally.failed += 1;
-                eprintln!("error: line {number}: not delivered: {err}");
+                eprintln!("error: line {number}: not delivered: {}", redact(&err.to_string()));
             }
         }
     }
@@ -141,7 +142,7 @@ async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutd
         Ok(_) => tally.delivered += 1,
         Err(err) => {
             tally.failed += 1;
-            eprintln!("error: line {number}: not delivered: {err}");
+            eprintln!("error: line {number}: not delivered: {}", redact(&err.to_string()));
         }
     };
     loop {

@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use super::batch::BatchKeys;
 use super::concurrency::ConcurrencyKeys;
+use super::env_refs;
 use super::policy::FailureKeys;
+use super::secrets;
 use crate::error::Error;
 
 /// The file's contents. Top-level keys other than `applications` and `kafka` belong to the
@@ -40,9 +42,14 @@ pub struct KafkaSection {
     pub brokers: Option<Vec<String>>,
     pub topic_prefix: Option<String>,
     pub consumer: ConsumerSection,
-    /// librdkafka settings for every worker's consumer.
+    /// librdkafka settings for every client: consumers, the producer, metadata lookups.
+    #[serde(deserialize_with = "settings_object")]
+    pub connection_settings: Settings,
+    /// librdkafka settings for every worker's consumer, above `connection_settings`.
+    #[serde(deserialize_with = "settings_object")]
     pub consumer_connection_settings: Settings,
-    /// librdkafka settings for the producer.
+    /// librdkafka settings for the producer, above `connection_settings`.
+    #[serde(deserialize_with = "settings_object")]
     pub producer: Settings,
     /// The HTTP server of long-running commands.
     pub http: HttpSection,
@@ -159,26 +166,61 @@ section_with_failure_keys! {
         #[serde(default)]
         pub regex_topic: Option<String>,
         /// librdkafka settings for this worker's consumer.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "settings_object")]
         pub connection_settings: Settings,
     }
 }
 
 /// librdkafka settings, passed through as they are. JSON numbers and booleans are accepted
-/// and turned into the strings librdkafka expects.
+/// and turned into the strings librdkafka expects; `${NAME}` in a value is replaced with the
+/// environment variable when the file is loaded (see `env_refs`).
 pub type Settings = BTreeMap<String, SettingValue>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingValue(pub String);
 
+// The errors below name the JSON type of a wrong value, never the value: it may be a secret.
 impl<'de> Deserialize<'de> for SettingValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::String(s) => Ok(SettingValue(s)),
             serde_json::Value::Number(n) => Ok(SettingValue(n.to_string())),
             serde_json::Value::Bool(b) => Ok(SettingValue(b.to_string())),
-            other => Err(de::Error::custom(format!("a setting must be a string, a number or a boolean, not {other}"))),
+            other => Err(de::Error::custom(format!(
+                "a librdkafka setting must be a string, a number or a boolean, not {}",
+                json_type(&other)
+            ))),
         }
+    }
+}
+
+/// A settings object; anything else is an error that names its JSON type only.
+fn settings_object<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Settings, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(Settings::new()),
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(key, value)| {
+                let value = SettingValue::deserialize(value)
+                    .map_err(|err| de::Error::custom(format!("setting \"{key}\": {err}")))?;
+                Ok((key, value))
+            })
+            .collect(),
+        other => Err(de::Error::custom(format!(
+            "librdkafka settings must be an object of \"key\": value pairs, not {}",
+            json_type(&other)
+        ))),
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -252,11 +294,24 @@ impl ConfigFile {
         Ok(config)
     }
 
-    /// Parses the text of `path`; returns the config and the unknown keys under `kafka`.
+    /// Parses the text of `path`; returns the config and the unknown keys under `kafka`. The
+    /// values of secret keys are remembered first, to be masked in any error about them, and
+    /// `${NAME}` in client settings is replaced from the environment.
     pub fn parse(text: &str, path: &Path) -> Result<(Self, Vec<String>), Error> {
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`parse`](Self::parse), with `lookup` reading environment variables.
+    fn parse_with_env(
+        text: &str,
+        path: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Vec<String>), Error> {
         let invalid = |err: serde_json::Error| {
             Error::Config(format!("{}:{}:{}: invalid configuration: {err}", path.display(), err.line(), err.column()))
         };
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        secrets::remember_in_json(&raw);
         let mut unknown = Vec::new();
         let mut json = serde_json::Deserializer::from_str(text);
         let schema: FileSchema = serde_ignored::deserialize(&mut json, |ignored| {
@@ -268,8 +323,8 @@ impl ConfigFile {
         })
         .map_err(invalid)?;
         json.end().map_err(invalid)?;
-        let raw: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
-        let kafka = schema.kafka;
+        let mut kafka = schema.kafka;
+        resolve_env_refs(&mut kafka, path, lookup)?;
         for (index, entry) in kafka.consumer.workers.iter().enumerate() {
             let at = format!("{}: kafka.consumer.workers[{index}]", path.display());
             if entry.name.trim().is_empty() {
@@ -296,6 +351,24 @@ impl ConfigFile {
     pub fn display_name(&self) -> String {
         self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.json".into())
     }
+}
+
+/// Replaces `${NAME}` in every settings object of the `kafka` section.
+fn resolve_env_refs(
+    kafka: &mut KafkaSection,
+    path: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    let file = path.display();
+    env_refs::resolve(&mut kafka.connection_settings, &format!("{file}: kafka.connection_settings"), lookup)?;
+    let at = format!("{file}: kafka.consumer_connection_settings");
+    env_refs::resolve(&mut kafka.consumer_connection_settings, &at, lookup)?;
+    env_refs::resolve(&mut kafka.producer, &format!("{file}: kafka.producer"), lookup)?;
+    for (index, entry) in kafka.consumer.workers.iter_mut().enumerate() {
+        let at = format!("{file}: kafka.consumer.workers[{index}].connection_settings");
+        env_refs::resolve(&mut entry.connection_settings, &at, lookup)?;
+    }
+    Ok(())
 }
 
 fn duplicate_name(workers: &[WorkerEntry]) -> Option<(usize, usize)> {
@@ -392,7 +465,50 @@ mod tests {
         assert!(err.contains("kafka.topics.orders: `partitions` = 0: must be at least 1"), "{err}");
         let err =
             parse(r#"{"kafka": {"topics": {"orders": {"config": {"retention.ms": [1]}}}}}"#).unwrap_err().to_string();
-        assert!(err.contains("kafka.topics.orders: a setting must be"), "{err}");
+        assert!(err.contains("kafka.topics.orders: a librdkafka setting must be"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_setting_value_is_named_by_type_never_echoed() {
+        let err =
+            parse(r#"{"kafka": {"connection_settings": {"sasl.password": ["ARR-s3cr3t"]}}}"#).unwrap_err().to_string();
+        assert!(err.contains("setting \"sasl.password\": a librdkafka setting must be a string"), "{err}");
+        assert!(err.contains("not an array") && !err.contains("ARR-s3cr3t"), "{err}");
+        let err = parse(r#"{"kafka": {"producer": "STR-s3cr3t"}}"#).unwrap_err().to_string();
+        assert!(err.contains("must be an object") && !err.contains("STR-s3cr3t"), "{err}");
+        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "connection_settings": 5}]}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a number"), "{err}");
+    }
+
+    #[test]
+    fn every_settings_object_takes_environment_variables() {
+        let lookup = |name: &str| (name == "PW").then(|| "pw".to_owned());
+        let (config, _) = ConfigFile::parse_with_env(
+            r#"{"kafka": {"connection_settings": {"sasl.password": "${PW}"},
+                "consumer_connection_settings": {"a": "x${PW}"}, "producer": {"b": "${PW}"},
+                "consumer": {"workers": [{"name": "w", "connection_settings": {"c": "$${PW}"}}]}}}"#,
+            Path::new("config.json"),
+            &lookup,
+        )
+        .unwrap();
+        let kafka = &config.kafka;
+        assert_eq!(kafka.connection_settings["sasl.password"].0, "pw");
+        assert_eq!(kafka.consumer_connection_settings["a"].0, "xpw");
+        assert_eq!(kafka.producer["b"].0, "pw");
+        assert_eq!(kafka.consumer.workers[0].connection_settings["c"].0, "${PW}");
+        let err = parse(
+            r#"{"kafka": {"consumer": {"workers": [{"name": "w",
+            "connection_settings": {"sasl.password": "${KAFKA_RUNTIME_TEST_UNSET_VARIABLE}"}}]}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "config.json: kafka.consumer.workers[0].connection_settings.\"sasl.password\": the environment \
+             variable KAFKA_RUNTIME_TEST_UNSET_VARIABLE is not set; export it, or put the value in the file"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Source {
     Macro,
     /// config.json.
     File,
+    /// This settings object of config.json (`kafka.connection_settings`, ...).
+    FileSection(&'static str),
     /// An environment variable.
     Env(&'static str),
     /// A command-line option.
@@ -33,6 +35,7 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::Macro => f.write_str("macro"),
             Source::File => f.write_str("config.json"),
+            Source::FileSection(section) => write!(f, "config.json {section}"),
             Source::Env(var) => write!(f, "env {var}"),
             Source::Cli => f.write_str("command line"),
             Source::Enforced => f.write_str("enforced"),

@@ -248,10 +248,8 @@ pub fn merge_worker_config(
     ])
     .unwrap_or_else(|| Sourced::new(worker.name.to_owned(), Source::Default));
 
-    let mut layers = vec![&file.kafka.consumer_connection_settings];
-    layers.extend(entry.map(|entry| &entry.connection_settings));
-    let client_settings =
-        ClientSettings::consumer(global.brokers.is_none(), &layers, &format!("worker `{}`", worker.name)).into_map();
+    let who = format!("worker `{}`", worker.name);
+    let client_settings = ClientSettings::consumer(global.brokers.is_none(), &file.kafka, entry, &who).into_map();
 
     let file_name = file.display_name();
     let defaults_at = format!("{file_name}: kafka.consumer");
@@ -416,7 +414,10 @@ mod tests {
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &overrides);
         assert_eq!(plan.group, Sourced::new("cli-group".to_owned(), Source::Cli));
         assert_eq!(plan.subscription, Some(Sourced::new(Subscription::Regex("cli-.*".into()), Source::Cli)));
-        assert_eq!(plan.client_settings["session.timeout.ms"], Sourced::new("6000".to_owned(), Source::File));
+        assert_eq!(
+            plan.client_settings["session.timeout.ms"],
+            Sourced::new("6000".to_owned(), Source::FileSection("the worker's connection_settings"))
+        );
     }
 
     #[test]
@@ -439,7 +440,10 @@ mod tests {
             plan.client_settings["enable.auto.offset.store"],
             Sourced::new("false".to_owned(), Source::Enforced)
         );
-        assert_eq!(plan.client_settings["auto.offset.reset"], Sourced::new("latest".to_owned(), Source::File));
+        assert_eq!(
+            plan.client_settings["auto.offset.reset"],
+            Sourced::new("latest".to_owned(), Source::FileSection("kafka.consumer_connection_settings"))
+        );
         assert_eq!(plan.client_settings["fetch.queue.backoff.ms"].source, Source::Default);
     }
 

@@ -80,7 +80,7 @@ impl ClientContext for WorkerConsumerContext {
                 self.brokers
             );
         } else {
-            tracing::warn!(worker = label, "kafka client error: {error}: {reason}");
+            crate::logging::client_error(label, &error, reason);
         }
     }
 

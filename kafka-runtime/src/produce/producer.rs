@@ -71,7 +71,7 @@ impl ProducerSetup {
         self
     }
 
-    /// A librdkafka setting, passed through as it is.
+    /// A librdkafka setting, passed through as it is, over the app's configured ones.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.insert(key.into(), value.into());
         self
@@ -215,7 +215,7 @@ impl ClientContext for SharedContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("producer: {error}: {reason}");
+        crate::logging::client_error("producer", &error, reason);
     }
 }
 
@@ -266,11 +266,17 @@ impl Producer {
         if self.client.get().is_some() {
             return Ok(());
         }
-        let brokers = setup.brokers.clone().or_else(|| self.read_defaults().brokers.clone());
+        // The app's configured settings (config.json's `kafka.connection_settings`, then
+        // `kafka.producer`), then the setup's own on top.
+        let (brokers, mut settings) = {
+            let defaults = self.read_defaults();
+            (setup.brokers.clone().or_else(|| defaults.brokers.clone()), defaults.settings.clone())
+        };
         let Some(brokers) = brokers else {
             return Err(SendError::NotConfigured);
         };
-        let config = client_config(&brokers, setup.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        settings.extend(setup.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let config = client_config(&brokers, settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let context =
             SharedContext { stats: Arc::clone(&self.stats), room: Notify::new(), waiting: AtomicUsize::new(0) };
         let inner: ThreadedProducer<SharedContext> = config.create_with_context(context).map_err(SendError::Kafka)?;
@@ -305,12 +311,7 @@ impl Producer {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let settings = self.read_defaults().settings.clone();
-        let mut setup = ProducerSetup::new();
-        for (key, value) in settings {
-            setup = setup.set(key, value);
-        }
-        self.setup(setup).await?;
+        self.setup(ProducerSetup::new()).await?;
         self.client.get().ok_or(SendError::NotConfigured)
     }
 
