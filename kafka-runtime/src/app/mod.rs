@@ -341,9 +341,13 @@ impl App {
             }
             None => None,
         };
-        let result = run_consumers(jobs, shutdown, self.global.drain_timeout.value, stop_all).await;
-        // What workers sent is delivered (or reported) before the process ends.
-        let lost = producer().flush(self.global.drain_timeout.value).await;
+        let result = run_consumers(jobs, shutdown.clone(), self.global.drain_timeout.value, stop_all).await;
+        // What workers sent is delivered (or reported) before the process ends, within the
+        // drain timeout, and not waited for after a second signal.
+        let lost = tokio::select! {
+            lost = producer().flush(self.global.drain_timeout.value) => lost,
+            _ = shutdown.aborted() => producer().queued() as u64,
+        };
         drop(server);
         drop(embedded);
         match (result, lost) {

@@ -50,6 +50,11 @@ impl Shutdown {
         self.drain.cancelled().await
     }
 
+    /// Resolves on [`abort`](Self::abort): nothing more is waited for.
+    pub(crate) async fn aborted(&self) {
+        self.abort.cancelled().await
+    }
+
     pub(crate) fn drain_token(&self) -> CancellationToken {
         self.drain.clone()
     }

@@ -129,24 +129,75 @@ pub(crate) async fn run_consumer(
     if outcome.is_ok() && !shutdown.is_begun() {
         tracing::info!(worker = &*label, "worker returned; closing its consumer");
     }
-    // Commit and close off the async threads: both wait for the broker.
-    let committed = tokio::task::spawn_blocking(move || {
-        let committed = commit_stored(&consumer, "at shutdown");
-        consumer.close();
-        committed
-    })
-    .await
-    .unwrap_or(false);
-    match (outcome, committed) {
+    match (outcome, commit_and_close(consumer, &label, &shutdown, drain_timeout).await) {
         (Err(reason), _) => Err(reason),
-        (Ok(()), true) => {
+        (Ok(()), Ok(())) => {
             tracing::info!(worker = &*label, "consumer closed");
             Ok(())
         }
-        (Ok(()), false) => Err(format!(
-            "worker `{label}`: the final commit failed; messages handled since the last commit will be delivered again"
-        )),
+        (Ok(()), Err(reason)) => Err(reason),
     }
+}
+
+/// Commits the stored offsets and closes the consumer on a blocking thread (both wait for the
+/// broker), waiting for them at most `timeout`, and not at all once shutdown is aborted: a
+/// broker that does not answer must not hold the process. Returns why the commit may not
+/// have happened, naming what may be delivered again.
+async fn commit_and_close(
+    consumer: SharedConsumer,
+    label: &str,
+    shutdown: &Shutdown,
+    timeout: Duration,
+) -> Result<(), String> {
+    let (positions_tx, positions_rx) = std::sync::mpsc::channel();
+    let finished = tokio::task::spawn_blocking(move || {
+        // Where the worker got to, read before the commit can block.
+        let _ = positions_tx.send(reached_positions(&consumer));
+        let committed = commit_stored(&consumer, "at shutdown");
+        consumer.close();
+        committed
+    });
+    let why = tokio::select! {
+        committed = finished => match committed {
+            Ok(true) => return Ok(()),
+            Ok(false) => "the final commit failed".to_owned(),
+            Err(_) => "the final commit did not finish (its thread panicked)".to_owned(),
+        },
+        _ = tokio::time::sleep(timeout) => format!(
+            "the final commit and close did not finish within the drain timeout ({} ms; is the broker \
+             answering?); stopped waiting for them",
+            timeout.as_millis()
+        ),
+        _ = shutdown.aborted() => "stopped at once before the final commit finished".to_owned(),
+    };
+    let positions = positions_rx.try_recv().unwrap_or_default();
+    Err(if positions.is_empty() {
+        format!("worker `{label}`: {why}; messages handled since the last commit may be delivered again")
+    } else {
+        format!(
+            "worker `{label}`: {why}; messages handled since the last commit may be delivered again, up to \
+             these positions: {}",
+            positions.join(", ")
+        )
+    })
+}
+
+/// Each assigned partition with the offset after the last message handed out, as
+/// `topic[partition] below offset N`. Blocks (it asks the client's threads).
+fn reached_positions(consumer: &SharedConsumer) -> Vec<String> {
+    use rdkafka::consumer::Consumer as _;
+    let Ok(list) = consumer.position() else {
+        return Vec::new();
+    };
+    list.elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            rdkafka::Offset::Offset(next) => {
+                Some(format!("{}[{}] below offset {next}", element.topic(), element.partition()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
