@@ -71,3 +71,50 @@ fn start_producer_needs_a_broker() {
     assert_eq!(code, 1);
     assert!(err.contains("start-producer needs a broker"), "{err}");
 }
+
+/// `start-producer` against `brokers` with a drain timeout of 2 s: (exit code, stderr, how
+/// long it ran).
+fn start_producer_on(brokers: &str, extra: &[&str], input: Option<&str>) -> (i32, String, std::time::Duration) {
+    let mut args = vec!["--brokers", brokers, "--drain-timeout-ms", "2000", "start-producer", "--topic", "t"];
+    args.extend_from_slice(extra);
+    let started = std::time::Instant::now();
+    let (code, _out, err) = run_with_input(Binary::Demo, &args, &[], input);
+    (code, err, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_mode_gives_up_after_the_drain_timeout_when_no_broker_answers() {
+    let (code, err, took) = start_producer_on("127.0.0.1:1", &["--data", "{}"], None);
+    eprintln!("took {took:?}");
+    assert_eq!(code, 1, "{err}");
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
+    assert!(
+        err.contains("error: 1 message was not delivered: no delivery report within the drain timeout (2000 ms"),
+        "{err}"
+    );
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_mode_gives_up_after_the_drain_timeout_when_no_broker_answers() {
+    let input: String = (1..=100).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+    let (code, err, took) = start_producer_on("127.0.0.1:1", &[], Some(&input));
+    eprintln!("took {took:?}");
+    assert_eq!(code, 1, "{err}");
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
+    assert!(err.contains("error: 100 messages were not delivered: no delivery report"), "{err}");
+    assert!(err.contains("error: 100 messages were not delivered\n"), "the exit reason: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_mode_gives_up_after_the_drain_timeout_when_the_broker_is_paused() {
+    let broker = OwnBroker::start();
+    create_topics_on(&broker.bootstrap, &["t"], 1).await;
+    broker.signal("STOP");
+    let (code, err, took) = start_producer_on(&broker.bootstrap, &["--data", "{}"], None);
+    broker.signal("CONT");
+    eprintln!("took {took:?}");
+    assert_eq!(code, 1, "{err}");
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
+    assert!(err.contains("error: 1 message was not delivered: no delivery report within the drain timeout"), "{err}");
+}

@@ -188,9 +188,9 @@ impl App {
                 self.start(workers, arguments, shutdown, stop_all, &start.http).await
             }
             Command::StartProducer(command) => {
-                self.brokers_for("start-producer")?;
+                let brokers = self.brokers_for("start-producer")?;
                 shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
-                start_producer(command, shutdown, self.global.drain_timeout.value).await
+                start_producer(command, shutdown, self.global.drain_timeout.value, &brokers).await
             }
             Command::ConsumerStat(command) => consumer_stat(self, command, shutdown).await,
             Command::CreateTopics(command) => create_topics(self, command).await,

@@ -46,12 +46,24 @@ pub(crate) async fn start_producer(
     command: &StartProducer,
     shutdown: Shutdown,
     drain_timeout: Duration,
+    brokers: &str,
 ) -> Result<(), Error> {
     let producer = producer();
+    let until = Deadline { drain_timeout, shutdown: &shutdown, brokers };
     if let Some(data) = &command.data {
         check(command, data).map_err(|reason| Error::Config(format!("--data: {reason}")))?;
-        let report =
-            send(command, data.as_bytes()).await.map_err(|err| Error::NotDelivered(format!("not delivered: {err}")))?;
+        let sent = send(command, data.as_bytes());
+        tokio::pin!(sent);
+        let sent = tokio::select! {
+            sent = &mut sent => sent,
+            why = until.reached() => {
+                producer.give_up().await;
+                // The purge fails the send at once.
+                let _ = sent.await;
+                return Err(Error::NotDelivered(format!("1 message was not delivered: {why}")));
+            }
+        };
+        let report = sent.map_err(|err| Error::NotDelivered(format!("not delivered: {err}")))?;
         println!("{report}");
         return Ok(());
     }
@@ -59,10 +71,36 @@ pub(crate) async fn start_producer(
     let tally = if command.interactive || std::io::stdin().is_terminal() {
         interactive(command, stdin, &shutdown).await
     } else {
-        bulk(command, stdin, &shutdown).await
+        bulk(command, stdin, &until).await
     };
-    let lost = producer.flush(drain_timeout).await;
+    let lost = tokio::select! {
+        lost = producer.flush(drain_timeout) => lost,
+        _ = shutdown.aborted() => producer.give_up().await,
+    };
     Tally { failed: tally.failed + lost, ..tally }.outcome()
+}
+
+/// How long `start-producer` waits for deliveries once there is nothing more to send: the
+/// drain timeout, cut short by a second signal.
+struct Deadline<'a> {
+    drain_timeout: Duration,
+    shutdown: &'a Shutdown,
+    brokers: &'a str,
+}
+
+impl Deadline<'_> {
+    /// Resolves after the drain timeout or on a second signal, with why the wait ended.
+    async fn reached(&self) -> String {
+        tokio::select! {
+            _ = tokio::time::sleep(self.drain_timeout) => format!(
+                "no delivery report within the drain timeout ({} ms, --drain-timeout-ms); check that the \
+                 brokers {} are reachable and the topic exists",
+                self.drain_timeout.as_millis(),
+                self.brokers
+            ),
+            _ = self.shutdown.aborted() => "stopped at once by a second signal".to_owned(),
+        }
+    }
 }
 
 /// `--serializer json` accepts only JSON.
@@ -130,7 +168,8 @@ async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, shutdown:
 /// Sends every line of stdin, many in flight at once, and prints a summary. A line that is
 /// not valid JSON (with `--serializer json`) is reported with its number and not sent; the
 /// other lines are still sent, and the exit code is 1.
-async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutdown) -> Tally {
+async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, until: &Deadline<'_>) -> Tally {
+    let shutdown = until.shutdown;
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
     let mut last_progress = Instant::now();
@@ -186,8 +225,27 @@ async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutd
             eprint!("\r{read} read, {} delivered ({rate:.0} msg/s)   ", tally.delivered);
         }
     }
-    while let Some(done) = in_flight.next().await {
-        record(&mut tally, done);
+    let waited = async {
+        while let Some(done) = in_flight.next().await {
+            record(&mut tally, done);
+        }
+    };
+    let gave_up = tokio::select! {
+        () = waited => None,
+        why = until.reached() => Some(why),
+    };
+    if let Some(why) = gave_up {
+        producer().give_up().await;
+        // The purge fails the sends at once; one line says so for all of them.
+        let mut lost = 0;
+        while let Some((_, result)) = in_flight.next().await {
+            match result {
+                Ok(_) => tally.delivered += 1,
+                Err(_) => lost += 1,
+            }
+        }
+        tally.failed += lost;
+        eprintln!("error: {lost} messages were not delivered: {why}");
     }
     if progress {
         eprintln!();

@@ -341,6 +341,17 @@ impl Producer {
     /// Waits until every accepted message is delivered or `timeout` passes; then gives up
     /// on the rest, which are reported as failed. Returns how many were not delivered.
     pub async fn flush(&self, timeout: Duration) -> u64 {
+        self.finish(Some(timeout)).await
+    }
+
+    /// Gives up at once on every message not delivered yet: they are reported as failed.
+    /// Returns how many were not delivered.
+    pub(crate) async fn give_up(&self) -> u64 {
+        self.finish(None).await
+    }
+
+    /// Waits up to `wait` for the deliveries (not at all for `None`), then purges the rest.
+    async fn finish(&self, wait: Option<Duration>) -> u64 {
         let Some(client) = self.client.get() else {
             return 0;
         };
@@ -348,14 +359,22 @@ impl Producer {
         let producer = Arc::clone(&client.inner);
         // Flushing blocks until the broker answers: keep it off the async threads.
         let flushed = tokio::task::spawn_blocking(move || {
-            if flush_now(&producer, timeout) {
-                return true;
+            if let Some(timeout) = wait {
+                if flush_now(&producer, timeout) {
+                    return true;
+                }
             }
             let left = producer.in_flight_count();
-            tracing::error!(
-                "producer: {left} messages were not delivered within {} ms; giving up on them",
-                timeout.as_millis()
-            );
+            if left == 0 {
+                return true;
+            }
+            match wait {
+                Some(timeout) => tracing::error!(
+                    "producer: {left} messages were not delivered within {} ms; giving up on them",
+                    timeout.as_millis()
+                ),
+                None => tracing::error!("producer: giving up on {left} messages not delivered yet"),
+            }
             producer.purge(PurgeConfig::default().queue().inflight());
             // Purged messages get their (failed) delivery reports on the next poll.
             flush_now(&producer, Duration::from_secs(5));
