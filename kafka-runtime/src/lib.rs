@@ -39,6 +39,7 @@ mod ffi;
 mod logging;
 mod ops;
 mod produce;
+mod reachability;
 #[cfg(test)]
 mod test_support;
 mod worker;

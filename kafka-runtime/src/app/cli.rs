@@ -33,6 +33,11 @@ pub struct Arguments {
     #[arg(long, global = true, value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
 
+    /// How long a worker waits for unreachable brokers before it stops with an error (exit 1);
+    /// overrides kafka.consumer.give_up_after_ms [default: 0, it waits as long as it runs]
+    #[arg(long, global = true, value_name = "MS")]
+    pub give_up_after_ms: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{App, WorkerToStart};
 use crate::config::client::ClientSettings;
 use crate::config::secrets::shown;
-use crate::config::{librdkafka_build, Sourced, Subscription};
+use crate::config::{librdkafka_build, Source, Sourced, Subscription};
 use crate::error::Error;
 use crate::worker::handler::WorkerStyle;
 
@@ -57,6 +57,12 @@ impl App {
             "drain_timeout  {:<40} ({})",
             format!("{} ms", global.drain_timeout.value.as_millis()),
             global.drain_timeout.source
+        );
+        let _ = writeln!(
+            out,
+            "give_up_after  {:<40} ({})",
+            global.give_up_after.as_ref().map_or("never".to_owned(), |limit| format!("{} ms", limit.value.as_millis())),
+            global.give_up_after.as_ref().map_or(Source::Default, |limit| limit.source)
         );
         let (version, features) = librdkafka_build();
         let _ = writeln!(out, "librdkafka     {version}, builtin.features {features}");

@@ -111,6 +111,10 @@ fn failure_keys(args: &FailureArgs) -> FailureKeys {
     }
 }
 
+/// How often a consumer's statistics come without metrics: they tell when brokers that could
+/// not be reached answer again, for a worker with nothing to fetch.
+const REACHABILITY_STATISTICS_INTERVAL_MS: &str = "10000";
+
 /// What a command runs with: the registered workers and the merged configuration, loaded
 /// once per command.
 pub(crate) struct App {
@@ -133,6 +137,7 @@ impl App {
             brokers: arguments.brokers.clone(),
             topic_prefix: arguments.topic_prefix.clone(),
             drain_timeout_ms: arguments.drain_timeout_ms,
+            give_up_after_ms: arguments.give_up_after_ms,
         };
         let global = GlobalSettings::merge(&file, &EnvLayer::from_process(), &cli)?;
         let (version, features) = librdkafka_build();
@@ -308,9 +313,14 @@ impl App {
                     config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
                 let mut client_config = client_config(&brokers, client_settings);
                 client_config.set("group.id", &spec.group);
-                if http.is_some() && client_config.get("statistics.interval.ms").is_none() {
-                    // The lag in /metrics and /stats.
-                    client_config.set("statistics.interval.ms", crate::ops::metrics::STATISTICS_INTERVAL_MS);
+                if client_config.get("statistics.interval.ms").is_none() {
+                    // The lag in /metrics and /stats; without them, still the sign that
+                    // unreachable brokers answer again.
+                    let interval = match http {
+                        Some(_) => crate::ops::metrics::STATISTICS_INTERVAL_MS,
+                        None => REACHABILITY_STATISTICS_INTERVAL_MS,
+                    };
+                    client_config.set("statistics.interval.ms", interval);
                 }
                 let ctx = WorkerContext::new(
                     Arc::clone(&config),
@@ -325,6 +335,7 @@ impl App {
                     client_config,
                     subscription: spec.subscription,
                     brokers: Arc::clone(&brokers),
+                    give_up_after: self.global.give_up_after.as_ref().map(|limit| limit.value),
                     ctx,
                 }
             })

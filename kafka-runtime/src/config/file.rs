@@ -146,6 +146,9 @@ section_with_failure_keys! {
         pub topics: Option<Vec<String>>,
         /// How long in-flight messages may take to finish at shutdown.
         pub drain_timeout_ms: Option<u64>,
+        /// How long a worker waits for unreachable brokers before it stops with an error;
+        /// 0 or absent: it waits as long as it runs.
+        pub give_up_after_ms: Option<u64>,
         /// With `start-consumers`, a worker that stops stops the others too.
         pub stop_all_on_failure: Option<bool>,
     }

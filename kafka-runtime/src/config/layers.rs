@@ -90,6 +90,7 @@ pub struct CliLayer {
     pub brokers: Option<Vec<String>>,
     pub topic_prefix: Option<String>,
     pub drain_timeout_ms: Option<u64>,
+    pub give_up_after_ms: Option<u64>,
 }
 
 /// Settings that apply to the whole process.
@@ -99,6 +100,9 @@ pub struct GlobalSettings {
     pub brokers: Option<Sourced<Vec<String>>>,
     pub topic_prefix: Sourced<String>,
     pub drain_timeout: Sourced<Duration>,
+    /// How long a worker waits for unreachable brokers before it stops; `None`: as long as
+    /// it runs.
+    pub give_up_after: Option<Sourced<Duration>>,
 }
 
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,7 +135,11 @@ impl GlobalSettings {
         ])
         .map(|ms| Sourced::new(Duration::from_millis(ms.value), ms.source))
         .unwrap_or_else(|| Sourced::new(DEFAULT_DRAIN_TIMEOUT, Source::Default));
-        Ok(Self { brokers, topic_prefix, drain_timeout })
+        let give_up_after =
+            pick([(kafka.consumer.give_up_after_ms, Source::File), (cli.give_up_after_ms, Source::Cli)])
+                .filter(|ms| ms.value > 0)
+                .map(|ms| Sourced::new(Duration::from_millis(ms.value), ms.source));
+        Ok(Self { brokers, topic_prefix, drain_timeout, give_up_after })
     }
 
     /// Adds the prefix to a topic name.

@@ -393,8 +393,10 @@ mod tests {
             brokers: Some(vec!["cli:9092".into()]),
             topic_prefix: Some("cli-".into()),
             drain_timeout_ms: Some(7),
+            give_up_after_ms: Some(9),
         };
         let global = GlobalSettings::merge(&file, &env, &cli).unwrap();
+        assert_eq!(global.give_up_after, Some(Sourced::new(Duration::from_millis(9), Source::Cli)));
         assert_eq!(global.brokers, Some(Sourced::new(vec!["cli:9092".to_owned()], Source::Cli)));
         assert_eq!(global.topic_prefix, Sourced::new("cli-".to_owned(), Source::Cli));
         assert_eq!(global.drain_timeout, Sourced::new(Duration::from_millis(7), Source::Cli));

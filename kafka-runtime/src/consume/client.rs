@@ -16,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use super::completed::CompletedOffsets;
 use super::partitions::PartitionQueues;
 use super::rebalance_events::RebalanceEvents;
+use crate::reachability::{failed_attempts_in_log, is_connection_error};
 use crate::worker::state::WorkerState;
 
 /// The rdkafka consumer every worker runs on. A `BaseConsumer`: the worker reads its
@@ -66,19 +67,17 @@ impl WorkerConsumerContext {
 
 impl ClientContext for WorkerConsumerContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        crate::logging::librdkafka(self.state.label(), level, facility, message);
+        let label = self.state.label();
+        match failed_attempts_in_log(level, facility, message) {
+            Some(attempts) => self.state.reachability().failed(label, &self.brokers, message, attempts),
+            None => crate::logging::librdkafka(label, level, facility, message),
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         let label = self.state.label();
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.state.set_unreachable(Some(format!("cannot reach any broker of {}: {reason}", self.brokers)));
-            tracing::error!(
-                worker = label,
-                "cannot reach any broker of {}: {reason}; still retrying. Check --brokers, \
-                 KAFKA_BROKERS or kafka.brokers in config.json",
-                self.brokers
-            );
+        if is_connection_error(&error) {
+            self.state.reachability().failed(label, &self.brokers, reason, 0);
         } else {
             crate::logging::client_error(label, &error, reason);
         }
@@ -101,7 +100,7 @@ impl ClientContext for WorkerConsumerContext {
         lag.sort();
         self.state.set_lag(lag);
         if statistics.brokers.values().any(|broker| broker.nodeid >= 0 && broker.state == "UP") {
-            self.state.set_unreachable(None);
+            self.state.reached();
         }
     }
 }

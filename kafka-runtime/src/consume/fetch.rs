@@ -492,6 +492,10 @@ impl Fetcher {
 }
 
 fn report(label: &str, err: &KafkaError) {
+    if crate::reachability::is_connection_error(err) {
+        // The client context tells those, once and then every few seconds.
+        return;
+    }
     match err.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
             tracing::warn!(worker = label, "{err}; the worker waits for the topic to be created")

@@ -26,6 +26,8 @@ pub(crate) struct ConsumerJob {
     pub(crate) client_config: ClientConfig,
     pub(crate) subscription: Vec<String>,
     pub(crate) brokers: Arc<str>,
+    /// How long the brokers may stay unreachable before the consumer stops; `None`: forever.
+    pub(crate) give_up_after: Option<Duration>,
     pub(crate) ctx: WorkerContext,
 }
 
@@ -121,6 +123,12 @@ pub(crate) async fn run_consumer(
              ({} ms); that message was not committed and will be delivered again",
             drain_timeout.as_millis()
         )),
+        unreachable_for = watch_reachability(&state, job.give_up_after) => Err(format!(
+            "worker `{label}` gave up: {} for {} ms (kafka.consumer.give_up_after_ms or --give-up-after-ms); \
+             check the address and that the brokers run and are reachable from here",
+            state.unreachable().unwrap_or_else(|| format!("cannot reach the brokers {}", job.brokers)),
+            unreachable_for.as_millis()
+        )),
     };
     let outcome = match state.stop_reason() {
         Some(reason) => Err(format!("worker `{label}` stopped: {reason}")),
@@ -136,6 +144,23 @@ pub(crate) async fn run_consumer(
             Ok(())
         }
         (Ok(()), Err(reason)) => Err(reason),
+    }
+}
+
+/// While the consumer runs: says every few seconds that its brokers still cannot be reached,
+/// while they cannot, and resolves once that has lasted `limit` (never without a limit), with
+/// how long it lasted.
+async fn watch_reachability(state: &WorkerState, limit: Option<Duration>) -> Duration {
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every_second.tick().await;
+        let reachability = state.reachability();
+        reachability.remind(state.label());
+        match (reachability.down_for(), limit) {
+            (Some(down), Some(limit)) if down >= limit => return down,
+            _ => {}
+        }
     }
 }
 
@@ -247,6 +272,7 @@ mod tests {
             client_config: consumer_config(&group),
             subscription: vec![topic.to_owned()],
             brokers: brokers().into(),
+            give_up_after: None,
             ctx,
         }
     }

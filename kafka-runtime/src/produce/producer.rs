@@ -21,6 +21,7 @@ use tokio::sync::{oneshot, Notify};
 use super::outgoing::{OutgoingMessage, Payload, Topic};
 use super::serialize::Serializer;
 use crate::config::client::client_config;
+use crate::reachability::{failed_attempts_in_log, is_connection_error, Reachability};
 
 /// The process's producer. The first call configures nothing; the client is created by
 /// [`Producer::setup`] or, failing that, from config.json on the first send.
@@ -207,15 +208,24 @@ pub(super) struct SharedContext {
     pub(super) room: Notify,
     /// How many tasks wait for room: deliveries notify only while some do.
     pub(super) waiting: AtomicUsize,
+    brokers: String,
+    reachability: Reachability,
 }
 
 impl ClientContext for SharedContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        crate::logging::librdkafka("producer", level, facility, message);
+        match failed_attempts_in_log(level, facility, message) {
+            Some(attempts) => self.reachability.failed("producer", &self.brokers, message, attempts),
+            None => crate::logging::librdkafka("producer", level, facility, message),
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        crate::logging::client_error("producer", &error, reason);
+        if is_connection_error(&error) {
+            self.reachability.failed("producer", &self.brokers, reason, 0);
+        } else {
+            crate::logging::client_error("producer", &error, reason);
+        }
     }
 }
 
@@ -226,6 +236,7 @@ impl ProducerContext for SharedContext {
         let outcome = match result {
             Ok(message) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.reachability.connected("producer");
                 Ok((message.partition(), message.offset(), message.timestamp().to_millis()))
             }
             Err((err, message)) => {
@@ -277,8 +288,13 @@ impl Producer {
         };
         settings.extend(setup.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let config = client_config(&brokers, settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let context =
-            SharedContext { stats: Arc::clone(&self.stats), room: Notify::new(), waiting: AtomicUsize::new(0) };
+        let context = SharedContext {
+            stats: Arc::clone(&self.stats),
+            room: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            brokers: brokers.clone(),
+            reachability: Reachability::default(),
+        };
         let inner: ThreadedProducer<SharedContext> = config.create_with_context(context).map_err(SendError::Kafka)?;
         self.stats.clients_created.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("producer connected to {brokers}");

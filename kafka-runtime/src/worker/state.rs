@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::reachability::Reachability;
+
 /// One running consumer's state, written by its task and its client's callbacks.
 pub(crate) struct WorkerState {
     label: Arc<str>,
@@ -24,8 +26,8 @@ pub(crate) struct WorkerState {
     joined: AtomicBool,
     /// When the worker last looked for messages, in ms since [`epoch`].
     last_poll_ms: AtomicU64,
-    /// Why no broker answers, while none does (librdkafka's "all brokers down").
-    unreachable: Mutex<Option<String>>,
+    /// Whether its client reaches the brokers.
+    reachability: Reachability,
     /// Per topic: what was handled (see `ops::observe`), in the order first seen.
     topics: Mutex<Vec<Arc<TopicStats>>>,
     /// Per partition `(topic, partition, lag)`, from librdkafka's statistics.
@@ -103,7 +105,7 @@ impl WorkerState {
             last_handed_out: Mutex::default(),
             joined: AtomicBool::new(false),
             last_poll_ms: AtomicU64::new(0),
-            unreachable: Mutex::default(),
+            reachability: Reachability::default(),
             topics: Mutex::default(),
             lag: Mutex::default(),
             in_flight: AtomicI64::new(0),
@@ -149,7 +151,10 @@ impl WorkerState {
 
     /// Counts messages taken off the partition queues, once per batch.
     pub(crate) fn count_fetched(&self, messages: usize) {
-        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        if messages > 0 {
+            self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+            self.reached();
+        }
     }
 
     /// Records why the consumer cannot go on; the first reason stays.
@@ -180,7 +185,7 @@ impl WorkerState {
     pub(crate) fn set_joined(&self, joined: bool) {
         self.joined.store(joined, Ordering::Release);
         if joined {
-            self.set_unreachable(None);
+            self.reached();
         }
     }
 
@@ -201,12 +206,20 @@ impl WorkerState {
         epoch().elapsed().saturating_sub(then)
     }
 
-    pub(crate) fn set_unreachable(&self, reason: Option<String>) {
-        *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    /// Whether its client reaches the brokers: told failures by the client's callbacks, and
+    /// answers by its assignments, fetches and statistics.
+    pub(crate) fn reachability(&self) -> &Reachability {
+        &self.reachability
     }
 
+    /// The brokers answered.
+    pub(crate) fn reached(&self) {
+        self.reachability.connected(&self.label);
+    }
+
+    /// Why no broker answers, while none does.
     pub(crate) fn unreachable(&self) -> Option<String> {
-        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reachability.problem()
     }
 
     /// The stats of `topic`, created the first time it is asked for.
