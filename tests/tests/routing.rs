@@ -111,3 +111,31 @@ async fn command_line_options_override_the_config_file() {
     assert_eq!(got[0].group, cli_group);
     assert!(handled(|h| h.topic == from_file).is_empty(), "--topics must replace the config's topics");
 }
+
+/// Without `topic.metadata.refresh.interval.ms` in the settings, a regex worker still finds a
+/// new matching topic within 30 s (librdkafka's own default would take 5 minutes).
+#[tokio::test(flavor = "multi_thread")]
+async fn regex_topics_find_a_new_topic_within_30_s_by_default() {
+    let base = unique("rx30");
+    let (early, late) = (format!("{base}-events-1"), format!("{base}-events-2"));
+    create_topics(&[&early], 1).await;
+    produce(&early, [Record::new("early")]).await;
+    // Fast group joins, and no metadata refresh setting: the default is what is tested.
+    let settings = serde_json::json!({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500});
+    let config = write_config(serde_json::json!({"kafka": {"consumer_connection_settings": settings}}));
+    let config = config.display().to_string();
+    let pattern = format!("{base}-events-.*");
+    let group = unique("g");
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_per_message", "--regex-topic", &pattern];
+    let running = InProcess::start(&[&args[..], &["--consumer-group", &group]].concat());
+    wait_handled(1, |h| h.topic == early).await;
+    create_topics(&[&late], 1).await;
+    produce(&late, [Record::new("late")]).await;
+    let produced = std::time::Instant::now();
+    wait_handled(1, |h| h.topic == late).await;
+    let took = produced.elapsed();
+    running.stop().await.expect("clean stop");
+    eprintln!("the new topic's message was handled {took:?} after it was produced");
+    // 30 s for the refresh, a few more for the rebalance that adds the topic.
+    assert!(took < std::time::Duration::from_secs(45), "took {took:?}");
+}

@@ -216,6 +216,12 @@ pub fn catalog<'a>(
     (catalog, warnings)
 }
 
+const METADATA_REFRESH: &str = "topic.metadata.refresh.interval.ms";
+
+/// A regex worker's metadata refresh unless its settings give one: a new topic that matches
+/// is read within 30 s.
+const REGEX_METADATA_REFRESH_MS: &str = "30000";
+
 /// Merges one worker's layers.
 pub fn merge_worker_config(
     worker: &CatalogEntry<'_>,
@@ -249,7 +255,14 @@ pub fn merge_worker_config(
     .unwrap_or_else(|| Sourced::new(worker.name.to_owned(), Source::Default));
 
     let who = format!("worker `{}`", worker.name);
-    let client_settings = ClientSettings::consumer(global.brokers.is_none(), &file.kafka, entry, &who).into_map();
+    let mut client_settings = ClientSettings::consumer(global.brokers.is_none(), &file.kafka, entry, &who).into_map();
+    if matches!(subscription, Some(Sourced { value: Subscription::Regex(_), .. })) {
+        // librdkafka looks for new topics that match only when it refreshes its metadata:
+        // every 5 minutes by its default.
+        client_settings
+            .entry(METADATA_REFRESH.to_owned())
+            .or_insert_with(|| Sourced::new(REGEX_METADATA_REFRESH_MS.to_owned(), Source::Default));
+    }
 
     let file_name = file.display_name();
     let defaults_at = format!("{file_name}: kafka.consumer");
@@ -457,6 +470,24 @@ mod tests {
         );
         let plan = plan(&file, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
         assert_eq!(plan.subscription_with_prefix(), vec![r"^p\.events-.*"]);
+    }
+
+    #[test]
+    fn a_regex_worker_refreshes_metadata_every_30_s_unless_set() {
+        let regex = file(r#"{"kafka": {"consumer": {"workers": [{"name": "es", "regex_topic": "^events-.*"}]}}}"#);
+        let merged = plan(&regex, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
+        assert_eq!(merged.client_settings[METADATA_REFRESH], Sourced::new("30000".to_owned(), Source::Default));
+
+        let set = file(
+            r#"{"kafka": {"consumer_connection_settings": {"topic.metadata.refresh.interval.ms": 1000},
+            "consumer": {"workers": [{"name": "es", "regex_topic": "^events-.*"}]}}}"#,
+        );
+        let merged = plan(&set, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
+        assert_eq!(merged.client_settings[METADATA_REFRESH].value, "1000");
+
+        let topics = file(r#"{"kafka": {"consumer": {"workers": [{"name": "es", "topics": ["t"]}]}}}"#);
+        let merged = plan(&topics, &EnvLayer::default(), &CliLayer::default(), &WorkerOverrides::default());
+        assert!(!merged.client_settings.contains_key(METADATA_REFRESH));
     }
 
     #[test]
