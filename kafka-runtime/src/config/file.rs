@@ -38,7 +38,7 @@ struct FileSchema {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct KafkaSection {
-    #[serde(deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "broker_list")]
     pub brokers: Option<Vec<String>>,
     pub topic_prefix: Option<String>,
     pub consumer: ConsumerSection,
@@ -229,17 +229,31 @@ fn json_type(value: &serde_json::Value) -> &'static str {
 
 /// A list of strings, or one comma-separated string; `null` means unset.
 fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    list_of(deserializer, "strings")
+}
+
+/// [`string_or_list`] for brokers: the error says what each one looks like.
+fn broker_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    list_of(deserializer, "host:port strings")
+}
+
+fn list_of<'de, D: Deserializer<'de>>(deserializer: D, items: &str) -> Result<Option<Vec<String>>, D::Error> {
+    let expected = |found: &serde_json::Value| {
+        de::Error::custom(format!("expected a list of {items} or one comma-separated string, not {}", json_type(found)))
+    };
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Ok(Some(split_list(&s))),
+        serde_json::Value::Array(list) => list
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(s) => Ok(s),
+                other => Err(expected(&other)),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        other => Err(expected(&other)),
     }
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => None,
-        Some(OneOrMany::One(s)) => Some(split_list(&s)),
-        Some(OneOrMany::Many(list)) => Some(list),
-    })
 }
 
 /// `kafka.topics`, each entry read on its own so that an error names its key path (serde_json
@@ -311,20 +325,36 @@ impl ConfigFile {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Self, Vec<String>), Error> {
         let invalid = |err: serde_json::Error| {
-            Error::Config(format!("{}:{}:{}: invalid configuration: {err}", path.display(), err.line(), err.column()))
+            let message = err.to_string();
+            Error::Config(format!(
+                "{}:{}:{}: not valid JSON: {}",
+                path.display(),
+                err.line(),
+                err.column(),
+                without_location(&message)
+            ))
         };
         let raw: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        if !raw.is_object() {
+            return Err(Error::Config(format!(
+                "{}: the configuration must be a JSON object, such as {{\"kafka\": {{\"brokers\": \
+                 [\"host:9092\"]}}}}, not {}",
+                path.display(),
+                json_type(&raw)
+            )));
+        }
         secrets::remember_in_json(&raw);
         let mut unknown = Vec::new();
         let mut json = serde_json::Deserializer::from_str(text);
-        let schema: FileSchema = serde_ignored::deserialize(&mut json, |ignored| {
+        let mut note_unknown = |ignored: serde_ignored::Path<'_>| {
             let key = ignored.to_string();
             // Top-level keys other than `kafka` are the app's own settings.
             if key.starts_with("kafka.") {
                 unknown.push(key);
             }
-        })
-        .map_err(invalid)?;
+        };
+        let ignoring = serde_ignored::Deserializer::new(&mut json, &mut note_unknown);
+        let schema: FileSchema = serde_path_to_error::deserialize(ignoring).map_err(|err| schema_error(path, &err))?;
         json.end().map_err(invalid)?;
         let mut kafka = schema.kafka;
         resolve_env_refs(&mut kafka, path, lookup)?;
@@ -354,6 +384,54 @@ impl ConfigFile {
     pub fn display_name(&self) -> String {
         self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.json".into())
     }
+}
+
+/// A value of the wrong kind: the file, line and column, the key path, and what was expected
+/// in words a user knows. Values are never echoed (they may be secrets): serde's
+/// `invalid type: integer `5`, expected u64` becomes `expected a whole number, not a number`.
+fn schema_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let inner = err.inner();
+    let message = inner.to_string();
+    let message = in_user_words(without_location(&message));
+    let key = err.path().to_string();
+    let message = if key == "." || message.starts_with(&key) { message } else { format!("{key}: {message}") };
+    Error::Config(format!("{}:{}:{}: {message}", path.display(), inner.line(), inner.column()))
+}
+
+/// serde_json's message without the location it appends, which goes in front instead.
+fn without_location(message: &str) -> &str {
+    message.rfind(" at line ").map_or(message, |at| &message[..at])
+}
+
+/// serde's `invalid type: X, expected Y` (and `invalid value`) in the words of JSON, without
+/// the value.
+fn in_user_words(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: ")) else {
+        return message.to_owned();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return message.to_owned();
+    };
+    let found = match found.split([' ', '`']).next().unwrap_or(found) {
+        "integer" | "floating" => "a number",
+        "string" => "a string",
+        "boolean" => "a boolean",
+        "sequence" => "an array",
+        "map" => "an object",
+        "null" | "unit" => "null",
+        _ => "another kind of value",
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "an array",
+        "a map" => "an object",
+        other if other.starts_with("struct ") => "an object",
+        other => other,
+    };
+    format!("expected {expected}, not {found}")
 }
 
 /// Replaces `${NAME}` in every settings object of the `kafka` section.
@@ -512,6 +590,38 @@ mod tests {
             "config.json: kafka.consumer.workers[0].connection_settings.\"sasl.password\": the environment \
              variable KAFKA_RUNTIME_TEST_UNSET_VARIABLE is not set; export it, or put the value in the file"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_names_the_key_the_line_and_what_is_expected() {
+        let err = parse("{\"kafka\": {\n  \"brokers\": 5}}").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config.json:2:15: kafka.brokers: expected a list of host:port strings or one comma-separated \
+             string, not a number"
+        );
+        let err = parse(r#"{"kafka": {"consumer": {"drain_timeout_ms": "30s"}}}"#).unwrap_err().to_string();
+        assert!(
+            err.ends_with("kafka.consumer.drain_timeout_ms: expected a whole number (0 or more), not a string"),
+            "{err}"
+        );
+        assert!(!err.contains("30s"), "the value is not echoed: {err}");
+        let err =
+            parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "topics": [1]}]}}}"#).unwrap_err().to_string();
+        assert!(err.contains("kafka.consumer.workers[0].topics: expected a list of strings"), "{err}");
+        let err = parse(r#"{"kafka": {"http": {"token": 12345678}}}"#).unwrap_err().to_string();
+        assert!(err.ends_with("kafka.http.token: expected a string, not a number"), "{err}");
+        let err = parse(r#"{"kafka": "brokers"}"#).unwrap_err().to_string();
+        assert!(err.ends_with("kafka: expected an object, not a string"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_an_object_says_what_it_should_be() {
+        let err = parse(r#"[{"kafka": {}}]"#).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: the configuration must be a JSON object"), "{err}");
+        assert!(err.ends_with("not an array"), "{err}");
+        let err = parse("{\"kafka\": ").unwrap_err().to_string();
+        assert_eq!(err, "config.json:1:10: not valid JSON: EOF while parsing a value");
     }
 
     #[test]
