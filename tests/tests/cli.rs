@@ -46,6 +46,98 @@ fn bad_config_names_file_line_and_column() {
 }
 
 #[test]
+fn a_value_of_the_wrong_kind_names_the_key_and_what_is_expected() {
+    let path = std::env::temp_dir().join(format!("{}.json", unique("wrong-kind")));
+    std::fs::write(&path, "{\n  \"kafka\": {\n    \"brokers\": 5\n  }\n}\n").unwrap();
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: {}:3:16: kafka.brokers: expected a list of host:port strings or one comma-separated string, \
+             not a number",
+            path.display()
+        )
+    );
+
+    let path = write_config(serde_json::json!([{"kafka": {}}]));
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the configuration must be a JSON object"), "{err}");
+    assert!(err.contains("not an array"), "{err}");
+
+    let path = write_config(serde_json::json!({"kafka": {"http": {"token": 987654321}}}));
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("kafka.http.token: expected a string, not a number"), "{err}");
+    assert!(!err.contains("987654321"), "a value is never echoed: {err}");
+}
+
+#[test]
+fn topics_and_patterns_are_checked_before_any_client_is_made() {
+    // A broker nothing listens on: the check comes first, so nothing waits for it.
+    let nowhere = [("KAFKA_BROKERS", "127.0.0.1:1")];
+    let start = |extra: &[&str]| {
+        let mut args = vec!["start-consumer", "--consumer-worker", "es"];
+        args.extend_from_slice(extra);
+        run_to_end(Binary::Demo, &args, &nowhere)
+    };
+    let (code, _, err) = start(&["--topics", ""]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "error: worker `es`: topic \"\" (from --topics on the command line): a topic name cannot be empty"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = start(&["--regex-topic", "("]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "error: worker `es`: regex_topic \"(\" (from --regex-topic on the command line) is not a valid regular \
+             expression (unclosed group)"
+        ),
+        "{err}"
+    );
+    let long = "a".repeat(250);
+    for bad in ["a b", "..", "tópico", long.as_str()] {
+        let (code, _, err) = start(&["--topics", bad]);
+        assert_eq!(code, 1, "{bad}: {err}");
+        assert!(err.contains(&format!("topic {bad:?} (from --topics on the command line): a topic ")), "{err}");
+    }
+    let path = write_config(serde_json::json!({"kafka": {"consumer": {"topics": ["with space"]}}}));
+    let (code, _, err) = run_to_end(Binary::Demo, &["-c", path.to_str().unwrap(), "list-workers"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "error: {}: kafka.consumer.topics: \"with space\": a topic name may hold only",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_entry_whose_path_matches_no_function_says_so_and_lists_the_functions() {
+    // The original README's example entry.
+    let path = write_config(serde_json::json!({"kafka": {"consumer": {"workers": [
+        {"name": "my_consumer", "path": "my_app.consumers.my_consumer"}
+    ]}}}));
+    let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "start-consumer", "--consumer-worker", "my_consumer"]);
+    assert_eq!(code, 1);
+    let error = err.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+    assert!(error.contains("worker `my_consumer`: its entry in kafka.consumer.workers of"), "{error}");
+    assert!(error.contains("its `path` \"my_app.consumers.my_consumer\" matches no registered function"), "{error}");
+    assert!(
+        error.contains(
+            "the registered functions are kafka_demo::default_worker (worker `default`), kafka_demo::es_consumer \
+             (worker `es`)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_bad_failure_policy_value_names_the_key_and_where_it_came_from() {
     let path = write_config(serde_json::json!({"kafka": {"consumer": {"retry_backoff_ms": -5}}}));
     let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "config"]);
@@ -205,8 +297,11 @@ async fn an_unreachable_broker_is_reported_and_sigterm_still_stops_cleanly() {
         &["--brokers", "127.0.0.1:1", "start-consumer", "--consumer-worker", "es"],
         &[("RUST_LOG", "error")],
     );
-    let reported = demo.wait_lines(1, |l| l.contains("cannot reach any broker of 127.0.0.1:1")).await;
-    assert!(reported[0].contains("Check --brokers, KAFKA_BROKERS or kafka.brokers"), "{reported:?}");
+    let reported = demo.wait_lines(1, |l| l.contains("cannot reach the brokers 127.0.0.1:1")).await;
+    assert!(
+        reported[0].contains("check that the address is right (--brokers, KAFKA_BROKERS or kafka.brokers"),
+        "{reported:?}"
+    );
     demo.signal("TERM");
     assert_eq!(demo.wait_exit().await, Some(0));
 }

@@ -238,11 +238,38 @@ impl App {
 
     fn find(&self, name: &str) -> Result<CatalogEntry<'_>, Error> {
         let (catalog, _) = self.catalog();
-        let found = catalog.iter().find(|entry| entry.name == name).copied();
-        found.ok_or_else(|| Error::UnknownWorker {
-            name: name.to_owned(),
-            registered: catalog.iter().map(|entry| entry.name.to_owned()).collect(),
-        })
+        if let Some(found) = catalog.iter().find(|entry| entry.name == name) {
+            return Ok(*found);
+        }
+        match self.file.kafka.consumer.workers.iter().find(|entry| entry.name == name) {
+            Some(entry) => Err(self.entry_without_function(name, entry.path.as_deref())),
+            None => Err(Error::UnknownWorker {
+                name: name.to_owned(),
+                registered: catalog.iter().map(|entry| entry.name.to_owned()).collect(),
+            }),
+        }
+    }
+
+    /// A config.json entry named `name` whose `path` points at no registered function: says
+    /// so, with the path and the functions there are.
+    fn entry_without_function(&self, name: &str, path: Option<&str>) -> Error {
+        let mut functions: Vec<String> =
+            self.registered.iter().map(|r| format!("{} (worker `{}`)", r.rust_path, r.name)).collect();
+        functions.sort();
+        let functions = if functions.is_empty() {
+            "none is registered: annotate an async fn with #[kafka_worker] in a crate that the binary links".to_owned()
+        } else {
+            format!("the registered functions are {}", functions.join(", "))
+        };
+        let what = match path {
+            Some(path) => format!("its `path` {path:?} matches no registered function"),
+            None => "it has no `path`, and no registered worker has its name".to_owned(),
+        };
+        Error::Config(format!(
+            "worker `{name}`: its entry in kafka.consumer.workers of {} cannot start: {what}; {functions}. Set \
+             `path` to one of them (`crate::module::function` or with dots; the crate name may be left out)",
+            self.file.display_name()
+        ))
     }
 
     fn resolve(&self, name: &str, overrides: &WorkerOverrides) -> Result<WorkerToStart, Error> {

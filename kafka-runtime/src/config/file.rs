@@ -12,6 +12,7 @@ use super::concurrency::ConcurrencyKeys;
 use super::env_refs;
 use super::policy::FailureKeys;
 use super::secrets;
+use super::topic_names::{pattern_problem, topic_name_problem};
 use crate::error::Error;
 
 /// The file's contents. Top-level keys other than `applications` and `kafka` belong to the
@@ -354,7 +355,8 @@ impl ConfigFile {
             }
         };
         let ignoring = serde_ignored::Deserializer::new(&mut json, &mut note_unknown);
-        let schema: FileSchema = serde_path_to_error::deserialize(ignoring).map_err(|err| schema_error(path, &err))?;
+        let schema: FileSchema =
+            serde_path_to_error::deserialize(ignoring).map_err(|err| schema_error(path, text, &err))?;
         json.end().map_err(invalid)?;
         let mut kafka = schema.kafka;
         resolve_env_refs(&mut kafka, path, lookup)?;
@@ -363,6 +365,13 @@ impl ConfigFile {
             if entry.name.trim().is_empty() {
                 return Err(Error::Config(format!("{at}: `name` is missing or empty")));
             }
+            check_topics(entry.topics.iter().flatten(), &format!("{at}.topics"))?;
+            if let Some(problem) = entry.regex_topic.as_deref().and_then(pattern_problem) {
+                return Err(Error::Config(format!(
+                    "{at}.regex_topic: {:?} is {problem}",
+                    entry.regex_topic.as_deref().unwrap_or_default()
+                )));
+            }
             if entry.topics.is_some() && entry.regex_topic.is_some() {
                 return Err(Error::Config(format!(
                     "{at} (`{}`): `topics` and `regex_topic` cannot be used together; keep one",
@@ -370,6 +379,7 @@ impl ConfigFile {
                 )));
             }
         }
+        check_topics(kafka.consumer.topics.iter().flatten(), &format!("{}: kafka.consumer.topics", path.display()))?;
         if let Some((first, second)) = duplicate_name(&kafka.consumer.workers) {
             return Err(Error::Config(format!(
                 "{}: kafka.consumer.workers[{first}] and [{second}] are both named `{}`",
@@ -389,13 +399,31 @@ impl ConfigFile {
 /// A value of the wrong kind: the file, line and column, the key path, and what was expected
 /// in words a user knows. Values are never echoed (they may be secrets): serde's
 /// `invalid type: integer `5`, expected u64` becomes `expected a whole number, not a number`.
-fn schema_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>) -> Error {
+fn schema_error(path: &Path, text: &str, err: &serde_path_to_error::Error<serde_json::Error>) -> Error {
     let inner = err.inner();
     let message = inner.to_string();
     let message = in_user_words(without_location(&message));
     let key = err.path().to_string();
     let message = if key == "." || message.starts_with(&key) { message } else { format!("{key}: {message}") };
-    Error::Config(format!("{}:{}:{}: {message}", path.display(), inner.line(), inner.column()))
+    let (line, column) = end_of_value(text, inner.line(), inner.column());
+    Error::Config(format!("{}:{line}:{column}: {message}", path.display()))
+}
+
+/// serde_json reports an error about a whole value where it stopped reading: at the `}`, `]`
+/// or `,` after it, maybe lines below. This is the value's last character instead.
+fn end_of_value(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let at = (line_start + column.saturating_sub(1)).min(text.len());
+    if !text.is_char_boundary(at) {
+        return (line, column);
+    }
+    let past_the_value = text[at..].chars().next().is_none_or(|c| c.is_whitespace() || "}],".contains(c));
+    let Some(end) = text[..at].rfind(|c: char| !c.is_whitespace()).filter(|_| past_the_value) else {
+        return (line, column);
+    };
+    let line = text[..end].matches('\n').count() + 1;
+    let column = text[..end].rfind('\n').map_or(end, |newline| end - newline - 1) + 1;
+    (line, column)
 }
 
 /// serde_json's message without the location it appends, which goes in front instead.
@@ -448,6 +476,16 @@ fn resolve_env_refs(
     for (index, entry) in kafka.consumer.workers.iter_mut().enumerate() {
         let at = format!("{file}: kafka.consumer.workers[{index}].connection_settings");
         env_refs::resolve(&mut entry.connection_settings, &at, lookup)?;
+    }
+    Ok(())
+}
+
+/// Each topic name as Kafka would take it (the prefix is checked with it when a worker starts).
+fn check_topics<'a>(topics: impl IntoIterator<Item = &'a String>, at: &str) -> Result<(), Error> {
+    for topic in topics {
+        if let Some(problem) = topic_name_problem(topic) {
+            return Err(Error::Config(format!("{at}: {topic:?}: {problem}")));
+        }
     }
     Ok(())
 }
@@ -597,7 +635,7 @@ mod tests {
         let err = parse("{\"kafka\": {\n  \"brokers\": 5}}").unwrap_err().to_string();
         assert_eq!(
             err,
-            "config.json:2:15: kafka.brokers: expected a list of host:port strings or one comma-separated \
+            "config.json:2:14: kafka.brokers: expected a list of host:port strings or one comma-separated \
              string, not a number"
         );
         let err = parse(r#"{"kafka": {"consumer": {"drain_timeout_ms": "30s"}}}"#).unwrap_err().to_string();
@@ -622,6 +660,28 @@ mod tests {
         assert!(err.ends_with("not an array"), "{err}");
         let err = parse("{\"kafka\": ").unwrap_err().to_string();
         assert_eq!(err, "config.json:1:10: not valid JSON: EOF while parsing a value");
+    }
+
+    #[test]
+    fn topic_names_and_patterns_are_checked_where_they_are_written() {
+        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "topics": ["ok", "not ok"]}]}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config.json: kafka.consumer.workers[0].topics: \"not ok\": a topic name may"),
+            "{err}"
+        );
+        let err = parse(r#"{"kafka": {"consumer": {"workers": [{"name": "a", "regex_topic": "("}]}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config.json: kafka.consumer.workers[0].regex_topic: \"(\" is not a valid regular expression (unclosed group)"
+        );
+        let err = parse(r#"{"kafka": {"consumer": {"topics": ""}}}"#).unwrap();
+        assert_eq!(err.0.kafka.consumer.topics, Some(vec![]), "an empty string is no topic");
+        let err = parse(r#"{"kafka": {"consumer": {"topics": [".."]}}}"#).unwrap_err().to_string();
+        assert!(err.starts_with("config.json: kafka.consumer.topics: \"..\": a topic cannot be named"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Configuration: the config.json file (`file`), the layers merged over it with the source of
 //! every value (`layers`), each worker's merged configuration (`plan`), the librdkafka
 //! settings of every client the runtime creates (`client`), `${NAME}` in them (`env_refs`),
-//! which of them are secrets, masked in everything printed (`secrets`), and the topics
-//! `create-topics` creates (`topics`).
+//! which of them are secrets, masked in everything printed (`secrets`), the topics
+//! `create-topics` creates (`topics`) and the names and patterns Kafka accepts (`topic_names`).
 
 mod batch;
 pub(crate) mod client;
@@ -13,6 +13,7 @@ mod layers;
 mod plan;
 pub(crate) mod policy;
 pub(crate) mod secrets;
+mod topic_names;
 mod topics;
 
 pub use batch::{BatchKeys, BatchSettings};

@@ -12,6 +12,7 @@ use super::concurrency::{Concurrency, ConcurrencyKeys};
 use super::file::{ConfigFile, WorkerEntry};
 use super::layers::{pick, GlobalSettings, Source, Sourced};
 use super::policy::{FailureKeys, FailurePolicy, Layer};
+use super::topic_names::{pattern_problem, topic_name_problem};
 use crate::error::Error;
 use crate::worker::handler::WorkerStyle;
 use crate::worker::registry::WorkerRegistration;
@@ -98,8 +99,42 @@ impl WorkerConfig {
         all
     }
 
+    /// Every topic name and the pattern as Kafka would take them, each error naming the
+    /// value and where it came from.
+    fn check_subscription(&self) -> Result<(), Error> {
+        let prefix = &self.topic_prefix.value;
+        let (own, source) = match &self.subscription {
+            Some(Sourced { value: Subscription::Regex(pattern), source }) => {
+                return match pattern_problem(pattern) {
+                    None => Ok(()),
+                    Some(problem) => Err(Error::Config(format!(
+                        "worker `{}`: regex_topic {pattern:?} (from {}) is {problem}",
+                        self.name,
+                        where_from(*source, "--regex-topic")
+                    ))),
+                };
+            }
+            Some(Sourced { value: Subscription::Topics(topics), source }) => (topics.as_slice(), *source),
+            None => (&[][..], Source::Default),
+        };
+        let own = own.iter().map(|topic| (topic, where_from(source, "--topics")));
+        let defaults = self.default_topics.iter().map(|topic| (topic, "kafka.consumer.topics in config.json".into()));
+        for (topic, from) in own.chain(defaults) {
+            if let Some(problem) = topic_name_problem(&format!("{prefix}{topic}")) {
+                let with_prefix =
+                    if prefix.is_empty() { String::new() } else { format!(" with the prefix {prefix:?}") };
+                return Err(Error::Config(format!(
+                    "worker `{}`: topic {topic:?}{with_prefix} (from {from}): {problem}",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The consumers to start for this worker.
     pub fn consumers(&self) -> Result<Vec<ConsumerSpec>, Error> {
+        self.check_subscription()?;
         let subscription = self.subscription_with_prefix();
         if subscription.is_empty() {
             return Err(Error::Config(format!(
@@ -214,6 +249,17 @@ pub fn catalog<'a>(
     }
     catalog.sort_by(|a, b| a.name.cmp(b.name));
     (catalog, warnings)
+}
+
+/// Where a worker's topics or pattern came from, for an error about them; `option` is the
+/// command-line option that sets them.
+fn where_from(source: Source, option: &str) -> String {
+    match source {
+        Source::Cli => format!("{option} on the command line"),
+        Source::Macro => "#[kafka_worker]".to_owned(),
+        Source::File | Source::FileSection(_) => "its entry in kafka.consumer.workers of config.json".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 const METADATA_REFRESH: &str = "topic.metadata.refresh.interval.ms";
