@@ -99,12 +99,21 @@ impl OwnBroker {
         Self::launch(None, &["--authentication"])
     }
 
+    /// A broker on `port`: for a client that was told about it before it started.
+    pub fn start_on(port: u16) -> Self {
+        Self::launch_on(port, None, &[])
+    }
+
     fn launch(advertised: Option<&str>, extra_args: &[&str]) -> Self {
+        Self::launch_on(free_port(), advertised, extra_args)
+    }
+
+    fn launch_on(port: u16, advertised: Option<&str>, extra_args: &[&str]) -> Self {
         let binary = std::env::var_os("TANSU")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/tansu/tansu"));
         assert!(binary.exists(), "no tansu binary at {}: run the tests with scripts/test.sh", binary.display());
-        let bootstrap = format!("127.0.0.1:{}", free_port());
+        let bootstrap = format!("127.0.0.1:{port}");
         let advertised = format!("tcp://{}", advertised.unwrap_or(&bootstrap));
         let child = std::process::Command::new(&binary)
             .args(["broker", "--listener-url", &format!("tcp://{bootstrap}"), "--advertised-listener-url", &advertised])

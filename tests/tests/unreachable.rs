@@ -1,5 +1,6 @@
 //! A broker address nothing listens on: one clear line naming it, then at most one line every
-//! 10 s, and with `--give-up-after-ms` an exit 1 that names it.
+//! 10 s, one line when a broker starts there, and with `--give-up-after-ms` an exit 1 that
+//! names it.
 
 use std::time::{Duration, Instant};
 
@@ -52,4 +53,21 @@ async fn give_up_after_ms_ends_a_worker_that_cannot_reach_its_broker() {
     eprintln!("{error}");
     assert!(error.contains(&format!("gave up: cannot reach the brokers {NOWHERE}")), "{error}");
     assert!(error.contains("for 3"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_starts_later_is_told_once_reached() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let args = ["--brokers", &address, "start-consumer", "--consumer-worker", "it_slow", "--topics", "later"];
+    let mut process = Process::spawn_with_logs(Binary::TestWorkers, &args, &[("RUST_LOG", "info")]);
+    process.wait_lines(1, |l| l.contains(&format!("cannot reach the brokers {address}"))).await;
+    let _broker = OwnBroker::start_on(port);
+    let reached = process.wait_lines(1, |l| l.contains("reached the brokers")).await;
+    process.signal("TERM");
+    assert_eq!(process.wait_exit().await, Some(0), "{}", process.lines.join("\n"));
+    assert!(reached[0].contains(&format!("reached the brokers {address} after ")), "{}", reached[0]);
+    assert!(reached[0].contains("failed attempts)"), "{}", reached[0]);
+    let first_lines = process.lines.iter().filter(|l| l.contains("ERROR cannot reach the brokers")).count();
+    assert_eq!(first_lines, 1, "{}", process.lines.join("\n"));
 }
