@@ -88,10 +88,7 @@ async fn data_mode_gives_up_after_the_drain_timeout_when_no_broker_answers() {
     eprintln!("took {took:?}");
     assert_eq!(code, 1, "{err}");
     assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
-    assert!(
-        err.contains("error: 1 message was not delivered: no delivery report within the drain timeout (2000 ms"),
-        "{err}"
-    );
+    assert!(err.contains("error: not delivered: no delivery report within the drain timeout (2000 ms"), "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
 
@@ -116,5 +113,18 @@ async fn data_mode_gives_up_after_the_drain_timeout_when_the_broker_is_paused() 
     eprintln!("took {took:?}");
     assert_eq!(code, 1, "{err}");
     assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
-    assert!(err.contains("error: 1 message was not delivered: no delivery report within the drain timeout"), "{err}");
+    assert!(err.contains("error: not delivered: no delivery report within the drain timeout"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interactive_mode_gives_up_on_a_line_after_the_drain_timeout_when_no_broker_answers() {
+    let (code, err, took) = start_producer_on("127.0.0.1:1", &["-i"], Some("{}\n\n"));
+    eprintln!("took {took:?}");
+    assert_eq!(code, 1, "{err}");
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?} for a drain timeout of 2 s");
+    assert!(
+        err.contains("error: line 1: not delivered: no delivery report within the drain timeout (2000 ms"),
+        "{err}"
+    );
+    assert!(err.contains("error: 1 messages were not delivered"), "{err}");
 }

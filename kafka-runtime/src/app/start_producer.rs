@@ -52,24 +52,15 @@ pub(crate) async fn start_producer(
     let until = Deadline { drain_timeout, shutdown: &shutdown, brokers };
     if let Some(data) = &command.data {
         check(command, data).map_err(|reason| Error::Config(format!("--data: {reason}")))?;
-        let sent = send(command, data.as_bytes());
-        tokio::pin!(sent);
-        let sent = tokio::select! {
-            sent = &mut sent => sent,
-            why = until.reached() => {
-                producer.give_up().await;
-                // The purge fails the send at once.
-                let _ = sent.await;
-                return Err(Error::NotDelivered(format!("1 message was not delivered: {why}")));
-            }
-        };
-        let report = sent.map_err(|err| Error::NotDelivered(format!("not delivered: {err}")))?;
+        let report = send_within(command, data.as_bytes(), &until)
+            .await
+            .map_err(|why| Error::NotDelivered(format!("not delivered: {why}")))?;
         println!("{report}");
         return Ok(());
     }
     let stdin = tokio::io::stdin();
     let tally = if command.interactive || std::io::stdin().is_terminal() {
-        interactive(command, stdin, &shutdown).await
+        interactive(command, stdin, &until).await
     } else {
         bulk(command, stdin, &until).await
     };
@@ -125,8 +116,25 @@ async fn send(command: &StartProducer, payload: &[u8]) -> Result<DeliveryReport,
     message.send().await
 }
 
+/// Sends one message and waits for its delivery report until `until` is reached; then gives
+/// up on it (and on whatever else is queued). The error says why, secrets masked.
+async fn send_within(command: &StartProducer, payload: &[u8], until: &Deadline<'_>) -> Result<DeliveryReport, String> {
+    let sent = send(command, payload);
+    tokio::pin!(sent);
+    tokio::select! {
+        sent = &mut sent => sent.map_err(|err| redact(&err.to_string()).into_owned()),
+        why = until.reached() => {
+            producer().give_up().await;
+            // The purge fails the send at once.
+            let _ = sent.await;
+            Err(why)
+        }
+    }
+}
+
 /// Reads typed lines until an empty one, sending each and printing its report.
-async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, shutdown: &Shutdown) -> Tally {
+async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, until: &Deadline<'_>) -> Tally {
+    let shutdown = until.shutdown;
     let mut lines = BufReader::new(stdin).lines();
     let mut tally = Tally::default();
     let mut stderr = tokio::io::stderr();
@@ -151,14 +159,14 @@ async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, shutdown:
             tally.invalid += 1;
             continue;
         }
-        match send(command, line.as_bytes()).await {
+        match send_within(command, line.as_bytes(), until).await {
             Ok(report) => {
                 tally.delivered += 1;
                 println!("{report}");
             }
-            Err(err) => {
+            Err(why) => {
                 tally.failed += 1;
-                eprintln!("error: line {number}: not delivered: {}", redact(&err.to_string()));
+                eprintln!("error: line {number}: not delivered: {why}");
             }
         }
     }
