@@ -191,7 +191,7 @@ async fn call<H: BatchHandler<Args>, Args>(
 
 /// Drops what was cut of partitions taken away; none of them runs (rebalances are served
 /// only when nothing runs).
-fn forget_revoked(stream: &mut TopicStream, cutting: &mut Vec<Cutting>) {
+fn forget_revoked(stream: &mut TopicStream, cutting: &mut [Cutting]) {
     if !stream.has_revoked_held() {
         return;
     }
