@@ -254,3 +254,36 @@ async fn with_max_in_flight_a_failed_batch_stops_the_worker_and_stays_uncommitte
     assert!(err.contains("the batch cannot be written") && err.contains("not committed"), "{err}");
     assert_eq!(committed(&group, &topic, 2).await[0], None, "the failed batch was committed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_rebalance_waits_for_the_running_batches_so_none_is_handled_twice() {
+    let (topic, group) = (unique("batch-parallel-rebalance"), unique("group"));
+    create_topics(&[&topic], 4).await;
+    let total = 2000;
+    produce(&topic, (0..total).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n:04}")) })).await;
+    let entry = |name: &str| {
+        serde_json::json!({"name": name, "path": "workers::timed_batch", "group": group, "topics": [topic],
+                           "max_in_flight": 4, "take": 20})
+    };
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 20,
+        "kafka": {
+            "consumer_connection_settings": fast_settings(),
+            "consumer": {"workers": [entry("it_timed_batch"), entry("it_timed_batch_second")]}
+        }
+    }));
+    let config = config.to_str().unwrap();
+    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_batch"]);
+    wait_handled(100, |h| h.topic == topic && h.payload.starts_with('m')).await;
+    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_batch_second"]);
+    wait_handled(1, |h| h.topic == topic && h.worker == "it_timed_batch_second" && h.payload.starts_with('m')).await;
+    wait_handled(total as usize, |h| h.topic == topic && h.payload.starts_with('m')).await;
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+
+    let handled = handled(|h| h.topic == topic && h.payload.starts_with('m'));
+    let distinct: std::collections::BTreeSet<&str> = handled.iter().map(|h| h.payload.as_str()).collect();
+    assert_eq!(distinct.len(), total as usize, "every message handled");
+    assert_eq!(handled.len(), total as usize, "a message handled twice across the rebalance");
+    assert_eq!(committed(&group, &topic, 4).await, [Some(i64::from(total / 4)); 4]);
+}
