@@ -115,7 +115,10 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                     }
                 }
             }
-            () = sleep_until(next_due), if next_due.is_some() && !events => {}
+            // Only while a batch could start: a due batch waiting for room must not wake the
+            // loop again and again.
+            () = sleep_until(next_due), if next_due.is_some() && !events && failure.is_none()
+                && running.len() < max_in_flight => {}
             next = stream.next(), if reading => {
                 let Some(message) = next else {
                     ended = true;
