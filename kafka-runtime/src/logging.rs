@@ -73,6 +73,12 @@ pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
             "SASL authentication with the broker failed: {reason}; check security.protocol, \
              sasl.mechanisms, sasl.username and sasl.password in kafka.connection_settings"
         ),
+        // librdkafka's reason is "N/M brokers are down", counted after it has started
+        // bootstrapping again ("0/1 brokers are down" while none answers): not repeated.
+        Some(RDKafkaErrorCode::AllBrokersDown) => tracing::warn!(
+            client,
+            "cannot reach any broker; still retrying. Check --brokers, KAFKA_BROKERS or kafka.brokers in config.json"
+        ),
         _ => tracing::warn!(client, "kafka client error: {error}: {reason}"),
     }
 }

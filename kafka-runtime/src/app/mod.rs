@@ -190,7 +190,8 @@ impl App {
             Command::StartProducer(command) => {
                 self.brokers_for("start-producer")?;
                 shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
-                start_producer(command, shutdown, self.global.drain_timeout.value).await
+                start_producer(command, &self.global.topic_prefix.value, shutdown, self.global.drain_timeout.value)
+                    .await
             }
             Command::ConsumerStat(command) => consumer_stat(self, command, shutdown).await,
             Command::CreateTopics(command) => create_topics(self, command).await,

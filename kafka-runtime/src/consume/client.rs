@@ -72,10 +72,12 @@ impl ClientContext for WorkerConsumerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let label = self.state.label();
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.state.set_unreachable(Some(format!("cannot reach any broker of {}: {reason}", self.brokers)));
+            // librdkafka's reason here is "N/M brokers are down", counted after it has started
+            // bootstrapping again, so it often reads "0/1 brokers are down": not repeated.
+            self.state.set_unreachable(Some(format!("cannot reach any broker of {}", self.brokers)));
             tracing::error!(
                 worker = label,
-                "cannot reach any broker of {}: {reason}; still retrying. Check --brokers, \
+                "cannot reach any broker of {}; still retrying. Check --brokers, \
                  KAFKA_BROKERS or kafka.brokers in config.json",
                 self.brokers
             );
