@@ -59,7 +59,7 @@ pub(crate) fn librdkafka(client: &str, level: RDKafkaLogLevel, facility: &str, m
 }
 
 /// Logs an error librdkafka reports for a client (`client`: a worker's label, or
-/// `producer`). TLS and SASL failures are errors that say which settings to check; librdkafka
+/// `producer`); connection failures go to `reachability` instead. TLS and SASL failures are errors that say which settings to check; librdkafka
 /// keeps retrying.
 pub(crate) fn client_error(client: &str, error: &KafkaError, reason: &str) {
     match error.rdkafka_error_code() {

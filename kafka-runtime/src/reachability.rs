@@ -150,13 +150,16 @@ pub(crate) fn failed_attempts_in_log(level: RDKafkaLogLevel, facility: &str, mes
     Some(1 + suppressed)
 }
 
-/// True for the client errors that mean no broker could be reached (counted by the log
-/// lines that go with them, so they add no attempt).
-pub(crate) fn is_connection_error(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve)
-    )
+/// For a client error that means no broker could be reached, the reason to tell (such errors
+/// are counted by the log lines that go with them, so they add no attempt).
+pub(crate) fn connection_problem(error: &KafkaError, reason: &str) -> Option<String> {
+    match error.rdkafka_error_code()? {
+        // Its reason, "N/M brokers are down", is counted after librdkafka has started
+        // bootstrapping again, so it often reads "0/1 brokers are down".
+        RDKafkaErrorCode::AllBrokersDown => Some("no connection to any broker is up".to_owned()),
+        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve => Some(reason.to_owned()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +183,12 @@ mod tests {
         reach.failed("w", "127.0.0.1:1", "refused", 1);
         reach.failed("w", "127.0.0.1:1", "refused", 2);
         assert!(reach.down_for().is_some());
+        let all_down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(
+            connection_problem(&all_down, "0/1 brokers are down").as_deref(),
+            Some("no connection to any broker is up")
+        );
+        assert_eq!(connection_problem(&KafkaError::Global(RDKafkaErrorCode::SSL), "handshake"), None);
         assert_eq!(reach.problem().as_deref(), Some("cannot reach the brokers 127.0.0.1:1: refused"));
         reach.connected("w");
         assert_eq!(reach.down_for(), None);

@@ -326,3 +326,30 @@ pub async fn gate(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
 pub async fn logs(msg: Message) {
     tracing::warn!("handling payload {}", msg.payload_str().unwrap_or("<binary>"));
 }
+
+/// Records `start:<len>:<last offset>` when called and `end:<len>:<last offset>` when done,
+/// under its first message's partition and offset (partition -2 when the batch mixes
+/// partitions), with the pause of `handler_delay_ms` in between; each message is recorded
+/// too. `handled_at` then tells which batches overlapped.
+#[kafka_worker(name = "it_timed_batch", take = 50, within_ms = 100)]
+pub async fn timed_batch(messages: Vec<Message>, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let first = &messages[0];
+    let last = messages.last().map_or(-1, |m| m.offset());
+    let one_partition = messages.iter().all(|m| m.partition() == first.partition());
+    let mark = |what: &str| Handled {
+        worker: ctx.name().to_owned(),
+        group: ctx.group().to_owned(),
+        topic: first.topic().to_owned(),
+        partition: if one_partition { first.partition() } else { -2 },
+        offset: first.offset(),
+        payload: format!("{what}:{}:{last}", messages.len()),
+    };
+    record_handled(mark("start"));
+    let delay: u64 = ctx.setting("handler_delay_ms").transpose()?.unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    for msg in &messages {
+        record(&ctx, msg);
+    }
+    record_handled(mark("end"));
+    Ok(())
+}

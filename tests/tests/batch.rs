@@ -188,3 +188,102 @@ fn batch_settings_are_checked_at_start_up_and_shown_by_config() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--consumer-type batch: worker `it_paced` is a per-message worker"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_batches_of_different_partitions_run_at_once_each_partition_in_order() {
+    let (topic, group) = (unique("batch-parallel"), unique("group"));
+    create_topics(&[&topic], 4).await;
+    produce(&topic, (0..400).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n:03}")) })).await;
+    let config = one_worker_config(
+        serde_json::json!({"handler_delay_ms": 100}),
+        "it_timed_batch",
+        &topic,
+        &group,
+        serde_json::json!({}),
+    );
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_timed_batch", "--max-in-flight", "2"];
+    let running = InProcess::start(&args);
+    wait_handled(400, |h| h.topic == topic && h.payload.starts_with('m')).await;
+    running.stop().await.expect("clean stop");
+
+    let log = handled_at(|h| h.topic == topic && !h.payload.starts_with('m'));
+    // (partition, first offset, last offset, started, ended) per batch.
+    let mut batches = Vec::new();
+    for (start, at) in log.iter().filter(|(h, _)| h.payload.starts_with("start:")) {
+        assert!(start.partition >= 0, "a batch mixed partitions: {start:?}");
+        let end = log
+            .iter()
+            .find(|(h, _)| h.partition == start.partition && h.offset == start.offset && h.payload.starts_with("end:"))
+            .unwrap_or_else(|| panic!("no end for {start:?}"));
+        let last: i64 = start.payload.rsplit(':').next().unwrap().parse().unwrap();
+        batches.push((start.partition, start.offset, last, *at, end.1));
+    }
+    assert!(batches.iter().all(|b| b.2 - b.1 < 50), "a batch above take: {batches:?}");
+    for partition in 0..4 {
+        let mut own: Vec<_> = batches.iter().filter(|b| b.0 == partition).collect();
+        own.sort_by_key(|b| b.3);
+        for pair in own.windows(2) {
+            assert!(pair[0].4 <= pair[1].3, "two batches of partition {partition} overlapped: {own:?}");
+            assert_eq!(pair[0].2 + 1, pair[1].1, "partition {partition}'s batches out of offset order: {own:?}");
+        }
+    }
+    // Batches running when each one started (an `end` is recorded just before its batch
+    // returns, so this may count one that just ended as ended: never more than ran).
+    let overlapping =
+        batches.iter().map(|b| batches.iter().filter(|o| o.3 <= b.3 && b.3 < o.4).count()).max().unwrap_or(0);
+    assert_eq!(overlapping, 2, "max_in_flight = 2 batches at once (4 partitions ready): {batches:?}");
+    let expected: Vec<String> = (0..400).map(|n| format!("m{n:03}")).collect();
+    let mut payloads: Vec<String> =
+        handled(|h| h.topic == topic && h.payload.starts_with('m')).into_iter().map(|h| h.payload).collect();
+    payloads.sort();
+    assert_eq!(payloads, expected, "each message handled once");
+    assert_eq!(committed(&group, &topic, 4).await, [Some(100); 4], "every partition committed to its end");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_failed_batch_stops_the_worker_and_stays_uncommitted() {
+    let (topic, group) = (unique("batch-parallel-fail"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    produce_in_order(&topic, ["a1", "fail-batch", "a2"].map(|p| Record { partition: Some(0), ..Record::new(p) })).await;
+    produce(&topic, (0..5).map(|n| Record { partition: Some(1), ..Record::new(format!("b{n}")) })).await;
+    let config = config("it_batch", &topic, &group, serde_json::json!({}));
+    let args =
+        ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--within", "300", "--max-in-flight", "2"];
+    let err = InProcess::start(&args).finish().await.expect_err("the worker must stop").to_string();
+    assert!(err.contains("batch handler failed on the batch of 3 messages of partition 0 from offset 0 to 2"), "{err}");
+    assert!(err.contains("the batch cannot be written") && err.contains("not committed"), "{err}");
+    assert_eq!(committed(&group, &topic, 2).await[0], None, "the failed batch was committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_rebalance_waits_for_the_running_batches_so_none_is_handled_twice() {
+    let (topic, group) = (unique("batch-parallel-rebalance"), unique("group"));
+    create_topics(&[&topic], 4).await;
+    let total = 2000;
+    produce(&topic, (0..total).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n:04}")) })).await;
+    let entry = |name: &str| {
+        serde_json::json!({"name": name, "path": "workers::timed_batch", "group": group, "topics": [topic],
+                           "max_in_flight": 4, "take": 20})
+    };
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 20,
+        "kafka": {
+            "consumer_connection_settings": fast_settings(),
+            "consumer": {"workers": [entry("it_timed_batch"), entry("it_timed_batch_second")]}
+        }
+    }));
+    let config = config.to_str().unwrap();
+    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_batch"]);
+    wait_handled(100, |h| h.topic == topic && h.payload.starts_with('m')).await;
+    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_timed_batch_second"]);
+    wait_handled(1, |h| h.topic == topic && h.worker == "it_timed_batch_second" && h.payload.starts_with('m')).await;
+    wait_handled(total as usize, |h| h.topic == topic && h.payload.starts_with('m')).await;
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+
+    let handled = handled(|h| h.topic == topic && h.payload.starts_with('m'));
+    let distinct: std::collections::BTreeSet<&str> = handled.iter().map(|h| h.payload.as_str()).collect();
+    assert_eq!(distinct.len(), total as usize, "every message handled");
+    assert_eq!(handled.len(), total as usize, "a message handled twice across the rebalance");
+    assert_eq!(committed(&group, &topic, 4).await, [Some(i64::from(total / 4)); 4]);
+}

@@ -157,7 +157,7 @@ fn concurrency_is_shown_by_config_and_checked_at_start_up() {
     let (code, _, err) = run(&misplaced, &["start-consumer", "--consumer-worker", "it_stream"]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("`ordering` applies only to per-message workers, and `it_stream` is a stream worker"),
+        err.contains("`ordering` applies only to per-message and batch workers, and `it_stream` is a stream worker"),
         "{err}"
     );
 }

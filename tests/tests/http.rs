@@ -47,9 +47,14 @@ async fn health_ready_metrics_and_stats_report_what_the_worker_did() {
     let topic = format!("{prefix}my-topic");
     let group = unique("group");
     create_topics(&[&topic], 3).await;
+    create_topics(&[&format!("{topic}-dlq")], 1).await;
     produce(&topic, documents(1, 1000)).await;
-    let (mut demo, base) = start_demo(&prefix, &group, serde_json::json!({}), &[]);
+    produce(&topic, [Record::new("not json")]).await;
+    let dead_letters = ["--dead-letter-topic", "{topic}-dlq"];
+    let (mut demo, base) = start_demo(&prefix, &group, serde_json::json!({}), &dead_letters);
     demo.wait_lines(1000, |l| l.starts_with("es: indexed")).await;
+    // The undecodable one went to the dead-letter topic.
+    consume(&format!("{topic}-dlq"), 1).await;
 
     let (status, body) = http(&format!("{base}/health"), &[], None).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
@@ -63,12 +68,29 @@ async fn health_ready_metrics_and_stats_report_what_the_worker_did() {
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("Prometheus text");
     let worker_topic = [("worker", "es"), ("topic", topic.as_str())];
     assert_eq!(value(sample(&scrape, "kafka_messages_handled_total", &worker_topic)), 1000.0, "{text}");
-    assert_eq!(value(sample(&scrape, "kafka_messages_failed_total", &worker_topic)), 0.0, "{text}");
+    assert_eq!(value(sample(&scrape, "kafka_messages_failed_total", &worker_topic)), 1.0, "{text}");
+    assert_eq!(value(sample(&scrape, "kafka_messages_dead_lettered_total", &worker_topic)), 1.0, "{text}");
+    assert_eq!(value(sample(&scrape, "kafka_messages_retried_total", &worker_topic)), 0.0, "never retried: {text}");
     assert_eq!(value(sample(&scrape, "kafka_assigned_partitions", &[("worker", "es")])), 3.0, "{text}");
     assert_eq!(value(sample(&scrape, "kafka_rebalances_total", &[("worker", "es")])), 1.0, "{text}");
     assert_eq!(value(sample(&scrape, "kafka_messages_in_flight", &[("worker", "es")])), 0.0, "{text}");
-    assert!(text.contains("kafka_handler_duration_seconds_count{worker=\"es\"} 1000"), "{text}");
+    assert!(text.contains("kafka_handler_duration_seconds_count{worker=\"es\"} 1001"), "{text}");
     assert!(text.contains("# TYPE kafka_producer_delivered_total counter"), "{text}");
+
+    // librdkafka's statistics come every 5 s: the lag of each partition, all read.
+    let lags = async {
+        loop {
+            let (_, text) = http(&format!("{base}/metrics"), &[], None).await;
+            let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+            let lags: Vec<f64> =
+                scrape.samples.iter().filter(|s| s.metric == "kafka_consumer_lag").map(|s| value(Some(s))).collect();
+            if lags.len() == 3 && lags.iter().all(|lag| *lag == 0.0) {
+                return lags;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, lags).await.expect("the lag of the 3 partitions, 0 once all is read");
 
     let (status, body) = http(&format!("{base}/stats"), &[], None).await;
     assert_eq!(status, 200);

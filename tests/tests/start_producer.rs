@@ -49,7 +49,7 @@ async fn bulk_mode_sends_every_line_and_reports_bad_json_by_line_number() {
     assert!(err.contains("error: line 1: not valid JSON"), "{err}");
     assert!(out.contains("5001 lines read: 5000 delivered"), "{out}");
     assert!(out.contains("1 invalid"), "{out}");
-    assert!(err.contains("1 lines were not sent because they are not valid JSON"), "{err}");
+    assert!(err.contains("1 line was not sent because it is not valid JSON"), "{err}");
     assert_eq!(consume(&topic, 5000).await.len(), 5000);
 }
 
@@ -63,6 +63,17 @@ async fn bytes_serializer_sends_text_as_it_is() {
     let read = consume(&topic, 2).await;
     assert_eq!(read[0].payload(), Some(&b"plain text"[..]));
     assert_eq!(read[1].payload(), Some(&b"more"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_names_the_topic_as_sent_with_its_prefix() {
+    let topic = unique("sp-prefixed");
+    let prefixed = format!("p-{topic}");
+    create_topics(&[&prefixed], 1).await;
+    let (code, out, err) = start_producer(&topic, &["--topic-prefix", "p-"], Some("{\"n\": 1}\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("1 line read: 1 delivered to {prefixed}, 0 failed")), "{out}");
+    assert_eq!(consume(&prefixed, 1).await.len(), 1);
 }
 
 #[test]
@@ -126,5 +137,5 @@ async fn interactive_mode_gives_up_on_a_line_after_the_drain_timeout_when_no_bro
         err.contains("error: line 1: not delivered: no delivery report within the drain timeout (2000 ms"),
         "{err}"
     );
-    assert!(err.contains("error: 1 messages were not delivered"), "{err}");
+    assert!(err.contains("error: 1 message was not delivered"), "{err}");
 }

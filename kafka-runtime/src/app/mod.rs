@@ -195,7 +195,14 @@ impl App {
             Command::StartProducer(command) => {
                 let brokers = self.brokers_for("start-producer")?;
                 shutdown.listen_for_signals_if_enabled(self.global.drain_timeout.value);
-                start_producer(command, shutdown, self.global.drain_timeout.value, &brokers).await
+                start_producer(
+                    command,
+                    &self.global.topic_prefix.value,
+                    shutdown,
+                    self.global.drain_timeout.value,
+                    &brokers,
+                )
+                .await
             }
             Command::ConsumerStat(command) => consumer_stat(self, command, shutdown).await,
             Command::CreateTopics(command) => create_topics(self, command).await,

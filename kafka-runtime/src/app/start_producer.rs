@@ -29,10 +29,16 @@ impl Tally {
     fn outcome(&self) -> Result<(), Error> {
         let mut problems = Vec::new();
         if self.failed > 0 {
-            problems.push(format!("{} messages were not delivered", self.failed));
+            problems.push(match self.failed {
+                1 => "1 message was not delivered".to_owned(),
+                n => format!("{n} messages were not delivered"),
+            });
         }
         if self.invalid > 0 {
-            problems.push(format!("{} lines were not sent because they are not valid JSON", self.invalid));
+            problems.push(match self.invalid {
+                1 => "1 line was not sent because it is not valid JSON".to_owned(),
+                n => format!("{n} lines were not sent because they are not valid JSON"),
+            });
         }
         if problems.is_empty() {
             Ok(())
@@ -44,6 +50,7 @@ impl Tally {
 
 pub(crate) async fn start_producer(
     command: &StartProducer,
+    topic_prefix: &str,
     shutdown: Shutdown,
     drain_timeout: Duration,
     brokers: &str,
@@ -62,7 +69,7 @@ pub(crate) async fn start_producer(
     let tally = if command.interactive || std::io::stdin().is_terminal() {
         interactive(command, stdin, &until).await
     } else {
-        bulk(command, stdin, &until).await
+        bulk(command, topic_prefix, stdin, &until).await
     };
     let lost = tokio::select! {
         lost = producer.flush(drain_timeout) => lost,
@@ -176,7 +183,7 @@ async fn interactive(command: &StartProducer, stdin: tokio::io::Stdin, until: &D
 /// Sends every line of stdin, many in flight at once, and prints a summary. A line that is
 /// not valid JSON (with `--serializer json`) is reported with its number and not sent; the
 /// other lines are still sent, and the exit code is 1.
-async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, until: &Deadline<'_>) -> Tally {
+async fn bulk(command: &StartProducer, topic_prefix: &str, stdin: tokio::io::Stdin, until: &Deadline<'_>) -> Tally {
     let shutdown = until.shutdown;
     let started = Instant::now();
     let progress = std::io::stderr().is_terminal();
@@ -185,8 +192,16 @@ async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, until: &Deadline
     let mut in_flight = FuturesUnordered::new();
     let mut tally = Tally::default();
     let mut read = 0u64;
-    let record = |tally: &mut Tally, (number, result): (u64, Result<DeliveryReport, SendError>)| match result {
-        Ok(_) => tally.delivered += 1,
+    // The topic as sent, with the prefix: the one the deliveries name, else the one the
+    // configured prefix gives.
+    let mut sent_to: Option<String> = None;
+    let mut record = |tally: &mut Tally, (number, result): (u64, Result<DeliveryReport, SendError>)| match result {
+        Ok(report) => {
+            tally.delivered += 1;
+            if sent_to.is_none() {
+                sent_to = Some(report.topic);
+            }
+        }
         Err(err) => {
             tally.failed += 1;
             eprintln!("error: line {number}: not delivered: {}", redact(&err.to_string()));
@@ -253,16 +268,25 @@ async fn bulk(command: &StartProducer, stdin: tokio::io::Stdin, until: &Deadline
             }
         }
         tally.failed += lost;
-        eprintln!("error: {lost} messages were not delivered: {why}");
+        let messages = if lost == 1 { "message was" } else { "messages were" };
+        eprintln!("error: {lost} {messages} not delivered: {why}");
     }
     if progress {
         eprintln!();
     }
     let seconds = started.elapsed().as_secs_f64();
+    let topic = sent_to.unwrap_or_else(|| {
+        if command.exact_topic {
+            command.topic.clone()
+        } else {
+            format!("{topic_prefix}{}", command.topic)
+        }
+    });
+    let lines = if read == 1 { "line" } else { "lines" };
     println!(
-        "{read} lines read: {} delivered to {}, {} failed, {} invalid, in {seconds:.2} s ({:.0} msg/s)",
+        "{read} {lines} read: {} delivered to {}, {} failed, {} invalid, in {seconds:.2} s ({:.0} msg/s)",
         tally.delivered,
-        command.topic,
+        topic,
         tally.failed,
         tally.invalid,
         tally.delivered as f64 / seconds.max(1e-9)

@@ -88,27 +88,25 @@ impl Concurrency {
         style: WorkerStyle,
         layers: &[(Layer<'_, ConcurrencyKeys>, bool)],
     ) -> Result<Self, Error> {
-        if style != WorkerStyle::PerMessage {
+        if style == WorkerStyle::Stream {
             return match layers.iter().find(|(layer, defaults)| !defaults && !layer.keys.is_empty()) {
                 None => Ok(Self::sequential()),
                 Some((layer, _)) => {
                     let key = if layer.keys.ordering.is_some() { "ordering" } else { "max_in_flight" };
                     Err(Error::Config(format!(
-                        "worker `{worker}`: {}: `{key}` applies only to per-message workers, and `{worker}` is a \
-                         {style} worker{}",
+                        "worker `{worker}`: {}: `{key}` applies only to per-message and batch workers, and \
+                         `{worker}` is a {style} worker; a stream worker runs its own tasks and acknowledges with \
+                         `TopicStream::ack_later`",
                         layer.at,
-                        if style == WorkerStyle::Stream {
-                            "; a stream worker runs its own tasks and acknowledges with `TopicStream::ack`"
-                        } else {
-                            ""
-                        }
                     )))
                 }
             };
         }
+        let batch = style == WorkerStyle::Batch;
         let mut ordering = Vec::new();
         let mut max_in_flight = Vec::new();
-        for (layer, _) in layers {
+        // The `kafka.consumer` defaults are for per-message workers.
+        for (layer, _) in layers.iter().filter(|(_, defaults)| !(batch && *defaults)) {
             let keys = &layer.keys;
             let bad = |key: &str, value: &dyn fmt::Display, expected: &str| {
                 Error::Config(format!("worker `{worker}`: {}: `{key}` = {value}: {expected}", layer.at))
@@ -122,6 +120,13 @@ impl Concurrency {
                     return Err(bad("ordering", &format!("{other:?}"), "expected \"partition\", \"key\" or \"none\""))
                 }
             };
+            if batch && order.is_some_and(|order| order != Ordering::Partition) {
+                return Err(bad(
+                    "ordering",
+                    &format!("{:?}", keys.ordering.as_deref().unwrap_or_default()),
+                    "a batch worker's batches each hold one partition's messages: only \"partition\" applies",
+                ));
+            }
             if let Some(n) = keys.max_in_flight {
                 if !(1..=MAX_MAX_IN_FLIGHT).contains(&n) {
                     return Err(bad("max_in_flight", &n, &format!("must be between 1 and {MAX_MAX_IN_FLIGHT}")));
@@ -132,7 +137,9 @@ impl Concurrency {
         }
         Ok(Self {
             ordering: pick(ordering).unwrap_or_else(|| Sourced::new(Ordering::Partition, Source::Default)),
-            max_in_flight: pick(max_in_flight).unwrap_or_else(|| Sourced::new(DEFAULT_MAX_IN_FLIGHT, Source::Default)),
+            // A batch worker runs one batch at a time unless told otherwise, as before.
+            max_in_flight: pick(max_in_flight)
+                .unwrap_or_else(|| Sourced::new(if batch { 1 } else { DEFAULT_MAX_IN_FLIGHT }, Source::Default)),
         })
     }
 }
@@ -180,11 +187,25 @@ mod tests {
             Concurrency::merge("es", WorkerStyle::Stream, &[(layer(given.clone(), Source::File, "entry"), false)])
                 .unwrap_err()
                 .to_string();
-        assert!(err.contains("`ordering` applies only to per-message workers"), "{err}");
-        let defaults = layer(given, Source::File, "kafka.consumer");
+        assert!(err.contains("`ordering` applies only to per-message and batch workers"), "{err}");
+        let defaults = layer(given.clone(), Source::File, "kafka.consumer");
         assert_eq!(
             Concurrency::merge("es", WorkerStyle::Batch, &[(defaults, true)]).unwrap(),
-            Concurrency::sequential()
+            Concurrency::sequential(),
+            "the kafka.consumer defaults are for per-message workers"
         );
+        let err = Concurrency::merge("b", WorkerStyle::Batch, &[(layer(given, Source::File, "entry"), false)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker `b`: entry: `ordering` = \"key\": a batch worker's batches"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_worker_runs_one_batch_at_a_time_unless_told_otherwise() {
+        let given = ConcurrencyKeys { ordering: None, max_in_flight: Some(4) };
+        let merged = Concurrency::merge("b", WorkerStyle::Batch, &[(layer(given, Source::Cli, "cli"), false)]).unwrap();
+        assert_eq!(merged.max_in_flight, Sourced::new(4, Source::Cli));
+        assert_eq!(merged.ordering, Sourced::new(Ordering::Partition, Source::Default));
+        assert_eq!(Concurrency::merge("b", WorkerStyle::Batch, &[]).unwrap(), Concurrency::sequential());
     }
 }

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use super::completed::CompletedOffsets;
 use super::partitions::PartitionQueues;
 use super::rebalance_events::RebalanceEvents;
-use crate::reachability::{failed_attempts_in_log, is_connection_error};
+use crate::reachability::{connection_problem, failed_attempts_in_log};
 use crate::worker::state::WorkerState;
 
 /// The rdkafka consumer every worker runs on. A `BaseConsumer`: the worker reads its
@@ -76,8 +76,8 @@ impl ClientContext for WorkerConsumerContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let label = self.state.label();
-        if is_connection_error(&error) {
-            self.state.reachability().failed(label, &self.brokers, reason, 0);
+        if let Some(problem) = connection_problem(&error, reason) {
+            self.state.reachability().failed(label, &self.brokers, &problem, 0);
         } else {
             crate::logging::client_error(label, &error, reason);
         }

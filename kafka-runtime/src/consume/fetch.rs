@@ -492,7 +492,7 @@ impl Fetcher {
 }
 
 fn report(label: &str, err: &KafkaError) {
-    if crate::reachability::is_connection_error(err) {
+    if crate::reachability::connection_problem(err, "").is_some() {
         // The client context tells those, once and then every few seconds.
         return;
     }

@@ -68,6 +68,18 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
     let Some(settings) = ctx.worker().batch.clone() else {
         return Err(WorkerError::msg("a batch worker was started without batch settings"));
     };
+    let max_in_flight = ctx.worker().concurrency.max_in_flight.value;
+    if max_in_flight > 1 {
+        if !ctx.worker().failure.is_active() {
+            let (take, within) = (settings.take.value, settings.within.value);
+            return super::partition_batches::run(&*handler, &mut stream, &ctx, take, within, max_in_flight).await;
+        }
+        tracing::info!(
+            worker = ctx.name(),
+            "under a failure policy (retries or a dead-letter topic) batches run one at a time; max_in_flight \
+             applies to batch workers without one"
+        );
+    }
     stream.report_every_revoke();
     let observer = Observer::new(Arc::clone(stream.state()));
     let mut batches = BatchLoop {

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -73,8 +73,8 @@ pub(crate) async fn start(settings: HttpSettings) -> Result<Server, Error> {
         .route("/metrics", get(prometheus_text))
         .route("/stats", get(stats))
         .route("/@consumer-stat", get(stats))
-        .route("/topics/{topic}", post(produce))
-        .route("/@kafka-producer/{topic}", post(produce_as_the_original))
+        .route("/topics/{topic}", produce(false))
+        .route("/@kafka-producer/{topic}", produce(true))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(Arc::new(settings));
     let stop = CancellationToken::new();
@@ -198,31 +198,24 @@ fn refusal(status: StatusCode, error: impl std::fmt::Display) -> Response {
     (status, Json(serde_json::json!({"error": error.to_string()}))).into_response()
 }
 
-async fn produce(
-    State(settings): State<Arc<HttpSettings>>,
-    Path(topic): Path<String>,
-    Query(query): Query<ProduceQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match send(&settings, &topic, &query, &headers, &body).await {
-        Ok(report) => Json(report_json(&report)).into_response(),
-        Err(refused) => refused,
-    }
-}
-
-/// The original's `POST @kafka-producer/{topic}`: `{sent, result}`.
-async fn produce_as_the_original(
-    State(settings): State<Arc<HttpSettings>>,
-    Path(topic): Path<String>,
-    Query(query): Query<ProduceQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match send(&settings, &topic, &query, &headers, &body).await {
-        Ok(report) => Json(serde_json::json!({"sent": true, "result": report_json(&report)})).into_response(),
-        Err(refused) => refused,
-    }
+/// `POST` of a message to `{topic}`: the delivery report, or as the original answered
+/// (`{sent, result}`).
+fn produce(as_the_original: bool) -> MethodRouter<Arc<HttpSettings>> {
+    post(
+        move |State(settings): State<Arc<HttpSettings>>,
+              Path(topic): Path<String>,
+              Query(query): Query<ProduceQuery>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            match send(&settings, &topic, &query, &headers, &body).await {
+                Ok(report) if as_the_original => {
+                    Json(serde_json::json!({"sent": true, "result": report_json(&report)})).into_response()
+                }
+                Ok(report) => Json(report_json(&report)).into_response(),
+                Err(refused) => refused,
+            }
+        },
+    )
 }
 
 fn report_json(report: &DeliveryReport) -> serde_json::Value {

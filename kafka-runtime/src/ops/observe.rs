@@ -78,6 +78,7 @@ impl Observer {
             started: Instant::now(),
             span,
             skip,
+            finished: false,
         }
     }
 
@@ -160,10 +161,13 @@ pub(crate) struct Watch<'a> {
     span: Span,
     /// A hook said to skip the message.
     skip: bool,
+    /// The handler returned (else it panicked, or was dropped unfinished: a failure).
+    finished: bool,
 }
 
 impl Watch<'_> {
-    fn finished(&self, outcome: &Result<(), WorkerError>) {
+    fn finished(&mut self, outcome: &Result<(), WorkerError>) {
+        self.finished = true;
         let elapsed = self.started.elapsed();
         let observer = self.observer;
         if let Some(stats) = &self.stats {
@@ -190,8 +194,12 @@ impl Watch<'_> {
 
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
-        if self.stats.is_some() {
+        if let Some(stats) = &self.stats {
             self.observer.state.add_in_flight(-1);
+            if !self.finished && !self.skip {
+                // A panic, or the shutdown's abort: it did not succeed.
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, Notify};
 use super::outgoing::{OutgoingMessage, Payload, Topic};
 use super::serialize::Serializer;
 use crate::config::client::client_config;
-use crate::reachability::{failed_attempts_in_log, is_connection_error, Reachability};
+use crate::reachability::{connection_problem, failed_attempts_in_log, Reachability};
 
 /// The process's producer. The first call configures nothing; the client is created by
 /// [`Producer::setup`] or, failing that, from config.json on the first send.
@@ -221,8 +221,8 @@ impl ClientContext for SharedContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if is_connection_error(&error) {
-            self.reachability.failed("producer", &self.brokers, reason, 0);
+        if let Some(problem) = connection_problem(&error, reason) {
+            self.reachability.failed("producer", &self.brokers, &problem, 0);
         } else {
             crate::logging::client_error("producer", &error, reason);
         }

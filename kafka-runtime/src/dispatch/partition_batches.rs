@@ -1,0 +1,218 @@
+//! The batch loop with `max_in_flight` above 1: each batch holds the messages of one
+//! partition, cut as the sequential loop cuts them (`take` messages, or what came within
+//! `within` of the first), and up to `max_in_flight` batches of different partitions run at
+//! once. A partition's batches run one after the other, in offset order, so storing a
+//! batch's last offset once it is done keeps offsets exact.
+//!
+//! - A partition whose next batch is full before it can start (its running one goes on, or
+//!   every slot is taken) is held back (its buffered messages are set aside), so memory stays
+//!   bounded and a slow partition never takes the room of others.
+//! - Rebalances are served once no batch runs: while one waits, no batch starts; the running
+//!   ones finish and are stored, then the commit on revoke includes them. What was cut of a
+//!   revoked partition is dropped: its next owner reads it again from that commit.
+//! - At shutdown the batches being cut go to the handler (their messages are fetched), as in
+//!   the sequential loop.
+//! - The first failure stops the worker once the running batches are done, the failed batch
+//!   uncommitted. (Under a failure policy, batches run one at a time: `batch::run`.)
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use futures_util::FutureExt as _;
+use tokio::time::Instant;
+
+use crate::consume::offsets::Receipt;
+use crate::consume::{Batch, Message, TopicStream};
+use crate::error::panic_message;
+use crate::ops::observe::Observer;
+use crate::worker::context::WorkerContext;
+use crate::worker::error::WorkerError;
+use crate::worker::handler::{BatchHandler, FromBatch};
+
+/// One partition's batch being cut, and whether one of its batches runs.
+struct Cutting {
+    /// A message of the partition, to name it by.
+    partition: Receipt,
+    messages: Vec<Message>,
+    receipts: Vec<Receipt>,
+    /// When the batch is due, from its first message.
+    due: Option<Instant>,
+    running: bool,
+    /// Held back: its batch is full while the one before runs.
+    held: bool,
+}
+
+/// A batch handed to the handler: its partition, its last message, and how it went.
+type Finished = (usize, Receipt, Result<(), String>);
+
+pub(crate) async fn run<H: BatchHandler<Args>, Args>(
+    handler: &H,
+    stream: &mut TopicStream,
+    ctx: &WorkerContext,
+    take: usize,
+    within: Duration,
+    max_in_flight: usize,
+) -> Result<(), WorkerError> {
+    let observer = Observer::new(Arc::clone(stream.state()));
+    stream.report_every_revoke();
+    let mut cutting: Vec<Cutting> = Vec::new();
+    let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = Finished> + Send + '_>>> = FuturesUnordered::new();
+    let mut failure: Option<String> = None;
+    let mut ended = false;
+    loop {
+        forget_revoked(stream, &mut cutting);
+        let events = stream.events_pending();
+        let going = !ended && failure.is_none();
+        // Batches due (full, or their time came; all of them once the stream ended) start
+        // while there is room and no rebalance waits.
+        if !events && failure.is_none() {
+            let now = Instant::now();
+            let mut ready: VecDeque<usize> = (0..cutting.len())
+                .filter(|&i| {
+                    let c = &cutting[i];
+                    !c.running
+                        && !c.messages.is_empty()
+                        && (ended || c.messages.len() >= take || c.due.is_some_and(|d| d <= now))
+                })
+                .collect();
+            while running.len() < max_in_flight {
+                let Some(index) = ready.pop_front() else { break };
+                let batch = &mut cutting[index];
+                let messages = std::mem::take(&mut batch.messages);
+                let receipts = std::mem::take(&mut batch.receipts);
+                batch.due = None;
+                batch.running = true;
+                if std::mem::take(&mut batch.held) {
+                    stream.release(&batch.partition);
+                }
+                running.push(Box::pin(call(handler, ctx, &observer, index, messages, receipts)));
+            }
+        }
+        if running.is_empty() && (failure.is_some() || (ended && cutting.iter().all(|c| c.messages.is_empty()))) {
+            break;
+        }
+        if running.is_empty() && events {
+            stream.serve_events().await;
+            continue;
+        }
+        stream.defer_events(!running.is_empty());
+        let reading = going && !events;
+        let next_due = cutting.iter().filter(|c| !c.running).filter_map(|c| c.due).min();
+        tokio::select! {
+            biased;
+            Some((index, last, outcome)) = running.next(), if !running.is_empty() => {
+                let batch = &mut cutting[index];
+                batch.running = false;
+                match outcome {
+                    Ok(()) => stream.store(&last),
+                    Err(why) => {
+                        failure.get_or_insert(why);
+                    }
+                }
+            }
+            // Only while a batch could start: a due batch waiting for room must not wake the
+            // loop again and again.
+            () = sleep_until(next_due), if next_due.is_some() && !events && failure.is_none()
+                && running.len() < max_in_flight => {}
+            next = stream.next(), if reading => {
+                let Some(message) = next else {
+                    ended = true;
+                    continue;
+                };
+                // This loop stores offsets itself, once each batch is done.
+                let Some(receipt) = stream.defer() else { continue };
+                let index = match cutting.iter().position(|c| c.partition.same_partition(&receipt)) {
+                    Some(index) => index,
+                    None => {
+                        cutting.push(Cutting {
+                            partition: receipt,
+                            messages: Vec::new(),
+                            receipts: Vec::new(),
+                            due: None,
+                            running: false,
+                            held: false,
+                        });
+                        cutting.len() - 1
+                    }
+                };
+                let batch = &mut cutting[index];
+                if batch.messages.is_empty() {
+                    batch.due = Some(Instant::now() + within);
+                }
+                batch.messages.push(message);
+                batch.receipts.push(receipt);
+                if batch.messages.len() >= take && !batch.held {
+                    // Full: the rest of the partition waits until this batch starts.
+                    batch.held = true;
+                    stream.hold(&receipt);
+                }
+            }
+        }
+    }
+    match failure {
+        Some(failure) => Err(WorkerError::msg(failure)),
+        None => Ok(()),
+    }
+}
+
+/// One batch through the handler: `Ok`, or why it failed, naming its messages.
+async fn call<H: BatchHandler<Args>, Args>(
+    handler: &H,
+    ctx: &WorkerContext,
+    observer: &Observer,
+    index: usize,
+    messages: Vec<Message>,
+    receipts: Vec<Receipt>,
+) -> Finished {
+    let last = *receipts.last().expect("a batch has messages");
+    let (first, count) = (receipts[0], receipts.len());
+    let watch = observer.batch(messages.iter());
+    let named = |why: &dyn std::fmt::Display| {
+        format!(
+            "batch handler failed on the batch of {count} messages of partition {} from offset {} to {}: {why}; \
+             it was not committed and will be delivered again",
+            first.partition, first.offset, last.offset
+        )
+    };
+    let input = match <H::Input as FromBatch>::from_batch(Batch::new(messages), ctx) {
+        Ok(input) => input,
+        Err((_, at, err)) => return (index, last, Err(named(&format_args!("message {at} cannot be decoded: {err}")))),
+    };
+    let outcome = match AssertUnwindSafe(handler.call(input, ctx)).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(named(&err)),
+        Err(panic) => Err(named(&format_args!("the handler panicked: {}", panic_message(&*panic)))),
+    };
+    observer.batch_finished(watch, outcome.is_err().then_some(None));
+    (index, last, outcome)
+}
+
+/// Drops what was cut of partitions taken away; none of them runs (rebalances are served
+/// only when nothing runs).
+fn forget_revoked(stream: &mut TopicStream, cutting: &mut [Cutting]) {
+    if !stream.has_revoked_held() {
+        return;
+    }
+    let revoked = stream.take_revoked_held();
+    for batch in cutting.iter_mut() {
+        if revoked.iter().any(|(t, p)| batch.partition.partition == *p && stream.topic(&batch.partition) == t) {
+            // Kept in place: running batches name theirs by position.
+            batch.messages.clear();
+            batch.receipts.clear();
+            batch.due = None;
+            batch.held = false;
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
