@@ -111,10 +111,6 @@ fn failure_keys(args: &FailureArgs) -> FailureKeys {
     }
 }
 
-/// How often a consumer's statistics come without metrics: they tell when brokers that could
-/// not be reached answer again, for a worker with nothing to fetch.
-const REACHABILITY_STATISTICS_INTERVAL_MS: &str = "10000";
-
 /// What a command runs with: the registered workers and the merged configuration, loaded
 /// once per command.
 pub(crate) struct App {
@@ -347,14 +343,11 @@ impl App {
                     config.client_settings.iter().map(|(key, value)| (key.as_str(), value.value.as_str()));
                 let mut client_config = client_config(&brokers, client_settings);
                 client_config.set("group.id", &spec.group);
-                if client_config.get("statistics.interval.ms").is_none() {
-                    // The lag in /metrics and /stats; without them, still the sign that
-                    // unreachable brokers answer again.
-                    let interval = match http {
-                        Some(_) => crate::ops::metrics::STATISTICS_INTERVAL_MS,
-                        None => REACHABILITY_STATISTICS_INTERVAL_MS,
-                    };
-                    client_config.set("statistics.interval.ms", interval);
+                if http.is_some() && client_config.get("statistics.interval.ms").is_none() {
+                    // The lag in /metrics and /stats. Not by default otherwise: librdkafka
+                    // delivers them on the consumer's event queue, which a worker with
+                    // messages in flight serves only once they are done (see `concurrent`).
+                    client_config.set("statistics.interval.ms", crate::ops::metrics::STATISTICS_INTERVAL_MS);
                 }
                 let ctx = WorkerContext::new(
                     Arc::clone(&config),

@@ -296,7 +296,7 @@ impl Fetcher {
                     Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                         state.stop(format!("the consumer hit a fatal error: {code}"))
                     }
-                    Some(Err(err)) => report(state.label(), &err),
+                    Some(Err(err)) => report(&state, &err),
                 }
             }
             // Left for the next round: the queue never emptied, so nothing will call back.
@@ -491,13 +491,16 @@ impl Fetcher {
     }
 }
 
-fn report(label: &str, err: &KafkaError) {
+fn report(state: &WorkerState, err: &KafkaError) {
     if crate::reachability::connection_problem(err, "").is_some() {
         // The client context tells those, once and then every few seconds.
         return;
     }
+    let label = state.label();
     match err.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            // A broker answered that.
+            state.reached();
             tracing::warn!(worker = label, "{err}; the worker waits for the topic to be created")
         }
         _ => tracing::warn!(worker = label, "consumer error: {err}"),
