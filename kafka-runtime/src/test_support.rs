@@ -71,3 +71,22 @@ pub(crate) fn consumer_config(group: &str) -> ClientConfig {
 pub(crate) async fn within_a_minute<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(60), future).await.expect("timed out")
 }
+
+/// A registered worker on `app::workers::handler`, for tests that merge configuration.
+pub(crate) fn registration(
+    name: &'static str,
+    topics: &'static [&'static str],
+    group: Option<&'static str>,
+) -> &'static crate::worker::registry::WorkerRegistration {
+    Box::leak(Box::new(crate::worker::registry::WorkerRegistration {
+        name,
+        rust_path: "app::workers::handler",
+        group,
+        topics,
+        regex_topic: None,
+        failure: Default::default(),
+        batch: Default::default(),
+        concurrency: Default::default(),
+        build: || unreachable!("not built in these tests"),
+    }))
+}

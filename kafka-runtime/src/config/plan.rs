@@ -380,26 +380,9 @@ pub fn effective_settings(file: &ConfigFile, global: &GlobalSettings) -> serde_j
 mod tests {
     use super::*;
     use crate::config::{CliLayer, EnvLayer};
+    use crate::test_support::registration;
     use std::path::Path;
     use std::time::Duration;
-
-    fn registration(
-        name: &'static str,
-        topics: &'static [&'static str],
-        group: Option<&'static str>,
-    ) -> &'static WorkerRegistration {
-        Box::leak(Box::new(WorkerRegistration {
-            name,
-            rust_path: "app::workers::handler",
-            group,
-            topics,
-            regex_topic: None,
-            failure: Default::default(),
-            batch: Default::default(),
-            concurrency: Default::default(),
-            build: || unreachable!("not built in these tests"),
-        }))
-    }
 
     fn file(text: &str) -> ConfigFile {
         ConfigFile::parse(text, Path::new("config.json")).unwrap().0

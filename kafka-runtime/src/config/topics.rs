@@ -126,26 +126,12 @@ mod tests {
 
     use super::*;
     use crate::config::{catalog, merge_worker_config, CliLayer, EnvLayer, GlobalSettings, WorkerOverrides};
+    use crate::test_support::registration;
     use crate::worker::handler::WorkerStyle;
-    use crate::worker::registry::WorkerRegistration;
-
-    fn registration(name: &'static str, topics: &'static [&'static str]) -> &'static WorkerRegistration {
-        Box::leak(Box::new(WorkerRegistration {
-            name,
-            rust_path: "app::handler",
-            group: None,
-            topics,
-            regex_topic: None,
-            failure: Default::default(),
-            batch: Default::default(),
-            concurrency: Default::default(),
-            build: || unreachable!("not built in these tests"),
-        }))
-    }
 
     fn plan(json: &str, every_worker: bool) -> TopicsPlan {
         let (file, _) = ConfigFile::parse(json, Path::new("config.json")).unwrap();
-        let registered = [registration("a", &["orders"]), registration("b", &["events"])];
+        let registered = [registration("a", &["orders"], None), registration("b", &["events"], None)];
         let (catalog, _) = catalog(&registered, &file);
         let global = GlobalSettings::merge(&file, &EnvLayer::default(), &CliLayer::default()).unwrap();
         let configs: Vec<WorkerConfig> = catalog
@@ -166,7 +152,7 @@ mod tests {
             r#"{"kafka": {"topic_prefix": "p-",
                 "consumer": {"topics": ["shared"], "workers": [
                     {"name": "a", "dead_letter_topic": "{topic}-dlq"},
-                    {"name": "c", "path": "app::handler", "regex_topic": "x.*", "dead_letter_topic": "{topic}-dlq"}]},
+                    {"name": "c", "path": "app::workers::handler", "regex_topic": "x.*", "dead_letter_topic": "{topic}-dlq"}]},
                 "topics": {"*": {"replication_factor": 3, "config": {"retention.ms": 1000}},
                            "orders": {"partitions": 6, "config": {"cleanup.policy": "compact"}},
                            "audit": {}}}}"#,
