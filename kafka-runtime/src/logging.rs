@@ -2,6 +2,7 @@
 //! librdkafka's log lines and client errors forwarded into it.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -39,8 +40,24 @@ impl std::io::Write for RedactedLine {
 impl Drop for RedactedLine {
     fn drop(&mut self) {
         let line = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().write_all(redact(&line).as_bytes());
+        // The lock first, then the check: a line either precedes the final outcome or is
+        // dropped (see `last_words`).
+        let mut stderr = std::io::stderr().lock();
+        if !ENDED.load(Ordering::Acquire) {
+            let _ = stderr.write_all(redact(&line).as_bytes());
+        }
     }
+}
+
+/// Set once the process has printed its outcome: log lines from librdkafka's threads, still
+/// running while the process exits, would follow it.
+static ENDED: AtomicBool = AtomicBool::new(false);
+
+/// Writes the process's outcome as the last line on stderr: no log line follows it.
+pub(crate) fn last_words(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    ENDED.store(true, Ordering::Release);
+    let _ = writeln!(stderr, "{line}");
 }
 
 /// Forwards one librdkafka log line, at the matching level, naming the client it came from

@@ -42,7 +42,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // librdkafka's errors echo rejected values, secrets among them.
-            eprintln!("error: {}", redact(&err.to_string()));
+            crate::logging::last_words(&format!("error: {}", redact(&err.to_string())));
             ExitCode::FAILURE
         }
     }
