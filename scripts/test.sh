@@ -4,8 +4,11 @@
 #   scripts/test.sh [ARGS...]
 #
 # Runs the whole test suite against a Kafka-protocol broker:
-#   1. cargo test --workspace --all-targets ARGS...
-#   2. cargo test -p kafka-integration-tests -p kafka-runtime --features linkme
+#   1. every test of the workspace, ARGS passed on: with cargo-nextest when it is installed
+#      (each test in its own process, tests of all binaries side by side; settings in
+#      .config/nextest.toml), otherwise with cargo test; then the doc tests
+#   2. with the `linkme` registry instead of `inventory`: the runtime's own tests, the
+#      compile-error checks and the integration tests that look workers up (cli, styles)
 #   3. bench/run.sh --smoke (the benchmark still works; no speed is asserted)
 #
 # If KAFKA_BROKERS is set, that external broker is used and nothing is started.
@@ -45,21 +48,30 @@ for tool in openssl "stunnel4 stunnel"; do
 done
 
 status=0
-
-log "cargo test --workspace --all-targets $*"
-cargo test --workspace --all-targets "$@" || status=$?
-
-log "cargo test -p kafka-integration-tests -p kafka-runtime --features linkme"
-cargo test -p kafka-integration-tests -p kafka-runtime --features linkme || {
-    rc=$?
+record() {
+    local rc=$?
     if [[ $status -eq 0 ]]; then status=$rc; fi
 }
+
+if cargo nextest --version >/dev/null 2>&1; then
+    log "cargo nextest run --workspace --all-targets $*"
+    cargo nextest run --workspace --all-targets --no-fail-fast "$@" || record
+    log "cargo test --workspace --doc"
+    cargo test --workspace --doc || record
+    log "with linkme: cargo nextest run -p kafka-integration-tests -p kafka-runtime --features linkme"
+    cargo nextest run -p kafka-integration-tests -p kafka-runtime --features linkme --no-fail-fast \
+        --lib --test ui --test cli --test styles || record
+else
+    log "cargo test --workspace --all-targets $* (cargo-nextest is not installed: one test binary at a time)"
+    cargo test --workspace --all-targets "$@" || record
+    cargo test --workspace --doc || record
+    log "with linkme: cargo test -p kafka-integration-tests -p kafka-runtime --features linkme"
+    cargo test -p kafka-integration-tests -p kafka-runtime --features linkme \
+        --lib --test ui --test cli --test styles || record
+fi
 
 # The benchmark's smoke run: it still works (no speed is asserted).
 log "bench/run.sh --smoke"
-bash "$REPO/bench/run.sh" --smoke || {
-    rc=$?
-    if [[ $status -eq 0 ]]; then status=$rc; fi
-}
+bash "$REPO/bench/run.sh" --smoke || record
 
 exit "$status"
