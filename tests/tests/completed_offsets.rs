@@ -73,12 +73,19 @@ fn done_offsets(metadata: &str, committed: i64) -> BTreeSet<i64> {
     done
 }
 
+/// The workers' `max_in_flight` in the ledger runs.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// Kills a worker with SIGKILL after 1,000 messages, restarts it and waits until every
-/// message was handled. Checks that every message was handled at least once, and that the
+/// message was handled. Checks that every message was handled at least once, that the
 /// restart skipped exactly the offsets the commit's metadata names and repeated exactly the
-/// others done past the commit; prints how many repeated, and how many would have without
-/// the metadata. Returns the metadata.
-async fn ledger_across_sigkill(ordering: &str) -> String {
+/// others done past the commit, and that fewer than `max_in_flight` repeated; prints how many
+/// repeated, and how many would have without the metadata. Returns the metadata.
+///
+/// What repeats is what finished after the last commit, so the bound holds while a commit
+/// interval (5 ms here) is shorter than the handler (`handler_ms`): fewer than
+/// `max_in_flight` messages can finish in it.
+async fn ledger_across_sigkill(ordering: &str, handler_ms: u64) -> String {
     let (topic, group) = (unique("completed"), unique("g"));
     let mut broker = Process::spawn(Binary::MockBroker, &[&format!("{topic}:1")]);
     let bootstrap = broker.wait_lines(1, |l| l.starts_with("bootstrap ")).await[0]["bootstrap ".len()..].to_owned();
@@ -87,13 +94,13 @@ async fn ledger_across_sigkill(ordering: &str) -> String {
     let mut settings = fast_settings();
     // The mock cluster answers an empty fetch only after `fetch.wait.max.ms`.
     settings["fetch.wait.max.ms"] = 10.into();
-    settings["auto.commit.interval.ms"] = 100.into();
+    settings["auto.commit.interval.ms"] = 5.into();
     let config = write_config(serde_json::json!({
-        "handler_delay_ms": 5,
+        "handler_delay_ms": handler_ms,
         "kafka": {
             "consumer_connection_settings": settings,
             "consumer": {"workers": [{"name": "it_uneven", "group": group, "topics": [topic],
-                                      "ordering": ordering, "max_in_flight": 64}]}
+                                      "ordering": ordering, "max_in_flight": MAX_IN_FLIGHT}]}
         }
     }));
     let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_uneven"];
@@ -138,6 +145,7 @@ async fn ledger_across_sigkill(ordering: &str) -> String {
     assert!(again.is_disjoint(&skipped), "handled again although the commit named it done");
     let expected = before.iter().filter(|o| **o >= committed && !skipped.contains(o)).count();
     assert_eq!(duplicates, expected, "repeated: exactly the ones done after the commit");
+    assert!(duplicates < MAX_IN_FLIGHT, "{duplicates} repeated: not below max_in_flight ({MAX_IN_FLIGHT})");
     println!(
         "ledger, ordering = {ordering}: {} handled before SIGKILL, committed offset {committed}; handled again \
          after the restart: {duplicates} ({without} without the completed offsets)",
@@ -150,18 +158,18 @@ async fn ledger_across_sigkill(ordering: &str) -> String {
 // the last commit; the ledger checks that it is exactly what the commit named.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_key_ordering_a_restart_after_sigkill_skips_exactly_what_the_commit_named_done() {
-    ledger_across_sigkill("key").await;
+    ledger_across_sigkill("key", 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_no_ordering_a_restart_after_sigkill_skips_exactly_what_the_commit_named_done() {
-    ledger_across_sigkill("none").await;
+    ledger_across_sigkill("none", 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_partition_ordering_nothing_is_done_above_the_commit_and_every_message_survives_sigkill() {
     // One partition in order: nothing is ever done above the first unfinished message.
-    assert_eq!(ledger_across_sigkill("partition").await, "", "nothing to carry");
+    assert_eq!(ledger_across_sigkill("partition", 5).await, "", "nothing to carry");
 }
 
 /// Reads the group's commit every 100 ms until `ready` accepts it (at most a minute); returns

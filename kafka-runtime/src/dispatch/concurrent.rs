@@ -24,6 +24,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::time::Duration;
 
 use futures_util::future::CatchUnwind;
 use futures_util::FutureExt as _;
@@ -163,7 +164,7 @@ struct RetryWaits {
 
 impl RetryWaits {
     /// Waits `wait`: true, or false at once when the waits are cut short.
-    async fn wait(&self, wait: std::time::Duration) -> bool {
+    async fn wait(&self, wait: Duration) -> bool {
         let cut = self.notify.notified();
         tokio::pin!(cut);
         cut.as_mut().enable();
@@ -219,7 +220,8 @@ where
     // reads nothing (every slot taken).
     let mut interruptions = waits.map(|_| stream.interruptions());
     let mut ended = false;
-    let mut save_completed = tokio::time::interval(COMMIT_COMPLETED_EVERY);
+    let save_every = stream.state().commit_interval().clamp(Duration::from_millis(1), COMMIT_COMPLETED_AT_LEAST_EVERY);
+    let mut save_completed = tokio::time::interval(save_every);
     save_completed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         flight.lanes.forget_revoked(stream);
@@ -649,8 +651,9 @@ impl Lanes {
     }
 }
 
-/// How often [`Lanes::commit_completed`] runs while something is unsaved.
-const COMMIT_COMPLETED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often [`Lanes::commit_completed`] runs while something is unsaved: as often as
+/// librdkafka commits stored offsets (`auto.commit.interval.ms`), and at least this often.
+const COMMIT_COMPLETED_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// The lanes with the handler calls in flight: what the loop of [`run`] works on.
 struct Flight<F, C> {

@@ -95,6 +95,9 @@ pub(crate) async fn run_consumer(
     if let Some(interval) = job.client_config.get("max.poll.interval.ms").and_then(|ms| ms.parse().ok()) {
         state.set_max_poll_interval(Duration::from_millis(interval));
     }
+    if let Some(interval) = job.client_config.get("auto.commit.interval.ms").and_then(|ms| ms.parse().ok()) {
+        state.set_commit_interval(Duration::from_millis(interval));
+    }
     let mut job = job;
     prefetch::size(&mut job.client_config, &job.subscription, &label).await;
     let mut context = WorkerConsumerContext::new(Arc::clone(&state), Arc::clone(&job.brokers), partitions);

@@ -36,6 +36,8 @@ pub(crate) struct WorkerState {
     in_flight: AtomicI64,
     /// Its consumer's `max.poll.interval.ms`.
     max_poll_interval_ms: AtomicU64,
+    /// Its consumer's `auto.commit.interval.ms`.
+    commit_interval_ms: AtomicU64,
 }
 
 /// What a worker handled of one topic, counted while metrics are on.
@@ -110,6 +112,7 @@ impl WorkerState {
             lag: Mutex::default(),
             in_flight: AtomicI64::new(0),
             max_poll_interval_ms: AtomicU64::new(300_000),
+            commit_interval_ms: AtomicU64::new(5_000),
         });
         state.polled();
         running().lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
@@ -260,6 +263,14 @@ impl WorkerState {
 
     pub(crate) fn max_poll_interval(&self) -> Duration {
         Duration::from_millis(self.max_poll_interval_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_commit_interval(&self, interval: Duration) {
+        self.commit_interval_ms.store(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms.load(Ordering::Relaxed))
     }
 
     pub(crate) fn add_in_flight(&self, change: i64) {
