@@ -169,6 +169,29 @@ pub async fn uneven(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError>
     Ok(())
 }
 
+/// `it_uneven` as a stream worker: each message handled in a task of its own (at most 64 at
+/// once) and acknowledged there with its `Ack`, so that they finish out of order.
+#[kafka_worker(name = "it_uneven_stream")]
+pub async fn uneven_stream(mut topic: TopicStream, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let room = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(msg) = topic.next().await {
+        let ack = topic.ack_later().ok_or("no message to take over")?;
+        let permit = std::sync::Arc::clone(&room).acquire_owned().await.map_err(|_| "closed")?;
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let done = uneven(msg, ctx).await;
+            ack.done();
+            drop(permit);
+            done
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done.map_err(|err| err.to_string())??;
+        }
+    }
+    Ok(())
+}
+
 /// Forwards every message, key and payload as they are, to the topic named by the app
 /// setting `forward_to` (prefixed like every topic).
 #[kafka_worker(name = "it_forward")]

@@ -85,7 +85,10 @@ const MAX_IN_FLIGHT: usize = 64;
 /// What repeats is what finished after the last commit, so the bound holds while a commit
 /// interval (5 ms here) is shorter than the handler (`handler_ms`): fewer than
 /// `max_in_flight` messages can finish in it.
-async fn ledger_across_sigkill(ordering: &str, handler_ms: u64) -> String {
+///
+/// `ordering`: of the per-message worker `it_uneven`; `None` runs the stream worker
+/// `it_uneven_stream` instead, whose tasks acknowledge out of order (64 at once).
+async fn ledger_across_sigkill(ordering: Option<&str>, handler_ms: u64) -> String {
     let (topic, group) = (unique("completed"), unique("g"));
     let mut broker = Process::spawn(Binary::MockBroker, &[&format!("{topic}:1")]);
     let bootstrap = broker.wait_lines(1, |l| l.starts_with("bootstrap ")).await[0]["bootstrap ".len()..].to_owned();
@@ -99,11 +102,11 @@ async fn ledger_across_sigkill(ordering: &str, handler_ms: u64) -> String {
         "handler_delay_ms": handler_ms,
         "kafka": {
             "consumer_connection_settings": settings,
-            "consumer": {"workers": [{"name": "it_uneven", "group": group, "topics": [topic],
-                                      "ordering": ordering, "max_in_flight": MAX_IN_FLIGHT}]}
+            "consumer": {"workers": [worker_entry(ordering, &group, &topic)]}
         }
     }));
-    let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_uneven"];
+    let worker = if ordering.is_some() { "it_uneven" } else { "it_uneven_stream" };
+    let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", worker];
     let env = [("KAFKA_BROKERS", bootstrap.as_str())];
 
     let mut first = Process::spawn_with_env(Binary::TestWorkers, &args, &env);
@@ -146,8 +149,9 @@ async fn ledger_across_sigkill(ordering: &str, handler_ms: u64) -> String {
     let expected = before.iter().filter(|o| **o >= committed && !skipped.contains(o)).count();
     assert_eq!(duplicates, expected, "repeated: exactly the ones done after the commit");
     assert!(duplicates < MAX_IN_FLIGHT, "{duplicates} repeated: not below max_in_flight ({MAX_IN_FLIGHT})");
+    let ordering = ordering.map_or("stream worker with acks".to_owned(), |o| format!("ordering = {o}"));
     println!(
-        "ledger, ordering = {ordering}: {} handled before SIGKILL, committed offset {committed}; handled again \
+        "ledger, {ordering}: {} handled before SIGKILL, committed offset {committed}; handled again \
          after the restart: {duplicates} ({without} without the completed offsets)",
         before.len()
     );
@@ -158,18 +162,32 @@ async fn ledger_across_sigkill(ordering: &str, handler_ms: u64) -> String {
 // the last commit; the ledger checks that it is exactly what the commit named.
 #[tokio::test(flavor = "multi_thread")]
 async fn with_key_ordering_a_restart_after_sigkill_skips_exactly_what_the_commit_named_done() {
-    ledger_across_sigkill("key", 100).await;
+    ledger_across_sigkill(Some("key"), 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_no_ordering_a_restart_after_sigkill_skips_exactly_what_the_commit_named_done() {
-    ledger_across_sigkill("none", 100).await;
+    ledger_across_sigkill(Some("none"), 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_partition_ordering_nothing_is_done_above_the_commit_and_every_message_survives_sigkill() {
     // One partition in order: nothing is ever done above the first unfinished message.
-    assert_eq!(ledger_across_sigkill("partition", 5).await, "", "nothing to carry");
+    assert_eq!(ledger_across_sigkill(Some("partition"), 5).await, "", "nothing to carry");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_worker_s_acks_done_out_of_order_are_skipped_after_sigkill_as_the_commit_named() {
+    ledger_across_sigkill(None, 100).await;
+}
+
+/// The config entry of the ledger's worker (see [`ledger_across_sigkill`]).
+fn worker_entry(ordering: Option<&str>, group: &str, topic: &str) -> serde_json::Value {
+    match ordering {
+        Some(ordering) => serde_json::json!({"name": "it_uneven", "group": group, "topics": [topic],
+                                             "ordering": ordering, "max_in_flight": MAX_IN_FLIGHT}),
+        None => serde_json::json!({"name": "it_uneven_stream", "group": group, "topics": [topic]}),
+    }
 }
 
 /// Reads the group's commit every 100 ms until `ready` accepts it (at most a minute); returns

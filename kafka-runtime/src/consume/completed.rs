@@ -12,12 +12,21 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 const PREFIX: &str = "kw1:";
 
 /// Brokers keep at most `offset.metadata.max.bytes` of metadata (4096 by default); runs past
 /// this length are left out (those messages are handled again).
 const MAX_LEN: usize = 4000;
+
+/// How often the metadata of messages done above one not done is committed while it
+/// changes and the offset does not (librdkafka commits only an offset that moved): as often
+/// as librdkafka commits stored offsets (`auto.commit.interval.ms`), and at least once a
+/// second.
+pub(crate) fn commit_interval(auto_commit_interval: Duration) -> Duration {
+    auto_commit_interval.clamp(Duration::from_millis(1), Duration::from_secs(1))
+}
 
 /// Encodes the done offsets above `base` (ascending, all above it) as commit metadata.
 /// `None` when there are none.

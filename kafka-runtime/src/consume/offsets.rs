@@ -15,7 +15,7 @@ use super::client::SharedConsumer;
 use crate::ffi::topic_name;
 
 /// Where a handed-out message sits, so its offset can be stored once it is done.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Receipt {
     topic: usize,
     pub(crate) partition: i32,
@@ -42,6 +42,16 @@ impl Receipt {
     pub(crate) fn same_partition(&self, other: &Receipt) -> bool {
         self.topic == other.topic && self.partition == other.partition
     }
+}
+
+/// What done messages let the stream store.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ToStore {
+    /// This message and every earlier one of its partition are done.
+    Offset(Receipt),
+    /// Every message of the receipt's partition before `next` is done, and the ones
+    /// `metadata` names above it.
+    WithCompleted { receipt: Receipt, next: i64, metadata: String },
 }
 
 /// One partition's handed-out messages not yet stored, in offset order, each with whether it

@@ -6,10 +6,10 @@ use std::task::Poll;
 
 use super::ack::{Ack, Acks};
 use super::client::SharedConsumer;
-use super::completed::CompletedOffsets;
+use super::completed::{self, CompletedOffsets};
 use super::fetch::Fetcher;
 use super::message::{Message, NativeMessage};
-use super::offsets::{OffsetStore, Position, Receipt};
+use super::offsets::{OffsetStore, Position, Receipt, ToStore};
 use super::rebalance_events::{RebalanceEvents, StreamEvent};
 use crate::app::shutdown::Shutdown;
 use crate::worker::state::WorkerState;
@@ -58,6 +58,11 @@ pub struct TopicStream {
     handed_out: Option<Receipt>,
     /// Messages the worker took over with `ack_later`, once it has.
     acks: Option<Box<Acks>>,
+    /// When the metadata of messages done above one not done is committed next, while some
+    /// is not.
+    completed_due: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// A stream worker's: `next` skips the messages done before (see `completed`).
+    skips_completed: bool,
     /// Offsets done above the committed ones before the partitions came to this consumer.
     completed: Arc<CompletedOffsets>,
     /// Rebalances for [`next_event`](Self::next_event), once the worker asked for one.
@@ -73,6 +78,8 @@ impl TopicStream {
             offsets: OffsetStore::new(consumer.clone()),
             handed_out: None,
             acks: None,
+            completed_due: None,
+            skips_completed: false,
             completed: Arc::clone(&rdkafka::consumer::Consumer::context(&*consumer).completed),
             events: None,
             stashed: None,
@@ -84,18 +91,22 @@ impl TopicStream {
     /// the next one. `None` means the process is shutting down, or the consumer hit an error
     /// it cannot recover from.
     pub async fn next(&mut self) -> Option<Message> {
-        self.ack();
-        if self.events.is_some() {
-            return self.next_after_events().await;
-        }
-        let raw = std::future::poll_fn(|cx| {
-            if self.acks.is_some() {
-                self.settle_acks(Some(cx));
+        loop {
+            self.ack();
+            if self.events.is_some() {
+                return self.next_after_events().await;
             }
-            self.fetcher.poll_next(cx)
-        })
-        .await?;
-        Some(self.hand_out(raw))
+            let raw = std::future::poll_fn(|cx| {
+                if self.acks.is_some() {
+                    self.settle_acks(Some(cx));
+                }
+                self.fetcher.poll_next(cx)
+            })
+            .await?;
+            if let Some(message) = self.hand_out_unless_done(raw) {
+                return Some(message);
+            }
+        }
     }
 
     /// [`next`](Self::next) for a worker that took events before: they are dropped.
@@ -139,55 +150,70 @@ impl TopicStream {
     /// }
     /// ```
     pub async fn next_event(&mut self) -> Option<StreamEvent> {
-        self.ack();
-        let events = match &self.events {
-            Some(events) => Arc::clone(events),
-            None => {
-                let events =
-                    Arc::clone(&rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).rebalance_events);
-                events.want();
-                self.events = Some(Arc::clone(&events));
-                events
-            }
-        };
-        // A revoke told before waits for this: what was done is stored by now.
-        events.worker_came_back();
-        let event = std::future::poll_fn(|cx| {
-            if self.acks.is_some() {
-                self.settle_acks(Some(cx));
-            }
-            // The rebalance callbacks wake this task when they queue an event.
-            rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).waker.register(cx.waker());
-            if let Some(event) = events.take() {
-                return Poll::Ready(Some(Ok(event)));
-            }
-            if let Some(raw) = self.stashed.take() {
-                return Poll::Ready(Some(Err(raw)));
-            }
-            match self.fetcher.poll_next(cx) {
-                Poll::Ready(Some(raw)) => match events.take() {
-                    // The assignment that brought it is told first.
-                    Some(event) => {
-                        self.stashed = Some(raw);
-                        Poll::Ready(Some(Ok(event)))
+        loop {
+            self.ack();
+            let events = match &self.events {
+                Some(events) => Arc::clone(events),
+                None => {
+                    let events =
+                        Arc::clone(&rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).rebalance_events);
+                    events.want();
+                    self.events = Some(Arc::clone(&events));
+                    events
+                }
+            };
+            // A revoke told before waits for this: what was done is stored by now.
+            events.worker_came_back();
+            let event = std::future::poll_fn(|cx| {
+                if self.acks.is_some() {
+                    self.settle_acks(Some(cx));
+                }
+                // The rebalance callbacks wake this task when they queue an event.
+                rdkafka::consumer::Consumer::context(&**self.fetcher.consumer()).waker.register(cx.waker());
+                if let Some(event) = events.take() {
+                    return Poll::Ready(Some(Ok(event)));
+                }
+                if let Some(raw) = self.stashed.take() {
+                    return Poll::Ready(Some(Err(raw)));
+                }
+                match self.fetcher.poll_next(cx) {
+                    Poll::Ready(Some(raw)) => match events.take() {
+                        // The assignment that brought it is told first.
+                        Some(event) => {
+                            self.stashed = Some(raw);
+                            Poll::Ready(Some(Ok(event)))
+                        }
+                        None => Poll::Ready(Some(Err(raw))),
+                    },
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => events.take().map_or(Poll::Pending, |event| Poll::Ready(Some(Ok(event)))),
+                }
+            })
+            .await?;
+            match event {
+                Ok(event) => return Some(event),
+                Err(raw) => {
+                    if let Some(message) = self.hand_out_unless_done(raw) {
+                        return Some(StreamEvent::Message(message));
                     }
-                    None => Poll::Ready(Some(Err(raw))),
-                },
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => events.take().map_or(Poll::Pending, |event| Poll::Ready(Some(Ok(event)))),
+                }
             }
-        })
-        .await?;
-        Some(match event {
-            Ok(event) => event,
-            Err(raw) => StreamEvent::Message(self.hand_out(raw)),
-        })
+        }
     }
 
     /// The message `raw`, tracked as the one handed out last.
     fn hand_out(&mut self, raw: NativeMessage) -> Message {
         self.handed_out = Some(self.offsets.receipt(raw.fields()));
         Message::new(raw, self.fetcher.consumer().clone())
+    }
+
+    /// [`hand_out`](Self::hand_out), unless a stream worker's message was done before its
+    /// partition came to this consumer (the commit's metadata says so): then `None`, and the
+    /// next call stores it as done.
+    #[inline]
+    fn hand_out_unless_done(&mut self, raw: NativeMessage) -> Option<Message> {
+        let message = self.hand_out(raw);
+        (!(self.skips_completed && self.last_was_done())).then_some(message)
     }
 
     /// Takes the last message handed out off the stream's hands: `next()` will not mark it
@@ -214,17 +240,23 @@ impl TopicStream {
         }
     }
 
-    /// Commits `offsets` (with their metadata) without waiting: librdkafka sends the commit
-    /// from its own threads.
-    pub(crate) fn commit_async(&self, offsets: &rdkafka::TopicPartitionList) {
-        if offsets.count() == 0 {
+    /// Commits, without waiting, the offsets with the metadata of messages done above them
+    /// (`ToStore::WithCompleted`; librdkafka sends the commit from its own threads).
+    pub(crate) fn commit_completed(&self, completed: Vec<ToStore>) {
+        let mut list = rdkafka::TopicPartitionList::new();
+        for to_commit in completed {
+            if let ToStore::WithCompleted { receipt, next, metadata } = to_commit {
+                let mut element = list.add_partition(self.offsets.topic(&receipt), receipt.partition);
+                if element.set_offset(rdkafka::Offset::Offset(next)).is_ok() {
+                    element.set_metadata(metadata);
+                }
+            }
+        }
+        if list.count() == 0 {
             return;
         }
-        if let Err(err) = rdkafka::consumer::Consumer::commit(
-            &**self.fetcher.consumer(),
-            offsets,
-            rdkafka::consumer::CommitMode::Async,
-        ) {
+        let consumer = &**self.fetcher.consumer();
+        if let Err(err) = rdkafka::consumer::Consumer::commit(consumer, &list, rdkafka::consumer::CommitMode::Async) {
             tracing::debug!(worker = self.fetcher.label(), "could not commit the completed offsets: {err}");
         }
     }
@@ -233,6 +265,15 @@ impl TopicStream {
     /// for [`was_done`](Self::was_done). Call it before the first [`next`](Self::next).
     pub(crate) fn keep_completed_offsets(&self) {
         self.completed.enable();
+    }
+
+    /// For a stream worker: [`keep_completed_offsets`](Self::keep_completed_offsets), and
+    /// `next` does not hand out the messages done before (it stores them), so that what an
+    /// [`Ack`] finished above one not done is not handled again after a restart or a
+    /// rebalance.
+    pub(crate) fn skip_completed_offsets(&mut self) {
+        self.keep_completed_offsets();
+        self.skips_completed = true;
     }
 
     /// True when the message of `receipt` was done before its partition came to this
@@ -336,13 +377,21 @@ impl TopicStream {
                 None => self.store(&receipt),
                 Some(acks) => {
                     if let Some(done) = acks.done_in_place(receipt) {
-                        self.store(&done);
+                        self.store_done(done);
                     }
                 }
             }
         }
         if self.acks.is_some() {
             self.settle_acks(None);
+        }
+    }
+
+    /// Stores what done messages allow.
+    fn store_done(&self, done: ToStore) {
+        match done {
+            ToStore::Offset(receipt) => self.store(&receipt),
+            ToStore::WithCompleted { receipt, next, metadata } => self.store_with_metadata(&receipt, next, &metadata),
         }
     }
 
@@ -360,7 +409,8 @@ impl TopicStream {
     }
 
     /// Stores what the [`Ack`]s done since the last call allow, after forgetting the kept
-    /// messages of revoked partitions; with `cx`, wakes its task when more acks are done.
+    /// messages of revoked partitions; with `cx`, wakes its task when more acks are done, and
+    /// when the messages done above one not done are due to be committed.
     fn settle_acks(&mut self, cx: Option<&std::task::Context<'_>>) {
         let Some(acks) = self.acks.as_mut() else { return };
         if self.fetcher.has_revoked_held() {
@@ -370,8 +420,36 @@ impl TopicStream {
                 revoked.iter().any(|(name, p)| p == partition && offsets.topic_at(*topic) == name)
             });
         }
-        let (offsets, label) = (&self.offsets, self.fetcher.label());
-        acks.take_done(cx, |receipt| store_offset(offsets, label, receipt));
+        let mut done = Vec::new();
+        acks.take_done(cx, |to_store| done.push(to_store));
+        for to_store in done {
+            self.store_done(to_store);
+        }
+        self.commit_completed_when_due(cx);
+    }
+
+    /// Commits, once per `auto.commit.interval.ms` (at least once a second), the metadata of
+    /// partitions whose done messages above one not done changed while their offset did not
+    /// (see `completed`): a restart then skips them even while that message runs on.
+    fn commit_completed_when_due(&mut self, cx: Option<&std::task::Context<'_>>) {
+        let Some(acks) = self.acks.as_mut() else { return };
+        if !acks.has_completed_unsaved() {
+            return;
+        }
+        let every = completed::commit_interval(self.fetcher.state().commit_interval());
+        let due = self.completed_due.get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        let elapsed = match cx {
+            Some(cx) => {
+                std::future::Future::poll(due.as_mut(), &mut std::task::Context::from_waker(cx.waker())).is_ready()
+            }
+            None => due.deadline() <= tokio::time::Instant::now(),
+        };
+        if !elapsed {
+            return;
+        }
+        self.completed_due = None;
+        let to_commit = acks.take_completed();
+        self.commit_completed(to_commit);
     }
 
     /// True once shutdown has begun; `next` then returns `None`.

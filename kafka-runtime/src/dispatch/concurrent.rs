@@ -35,7 +35,7 @@ use super::slots::Slots;
 use crate::config::FailurePolicy;
 use crate::config::Ordering;
 use crate::consume::completed;
-use crate::consume::offsets::{Outstanding, Receipt};
+use crate::consume::offsets::{Outstanding, Receipt, ToStore};
 use crate::consume::{Message, TopicStream};
 use crate::error::panic_message;
 use crate::ops::observe::Observer;
@@ -220,8 +220,7 @@ where
     // reads nothing (every slot taken).
     let mut interruptions = waits.map(|_| stream.interruptions());
     let mut ended = false;
-    let save_every = stream.state().commit_interval().clamp(Duration::from_millis(1), COMMIT_COMPLETED_AT_LEAST_EVERY);
-    let mut save_completed = tokio::time::interval(save_every);
+    let mut save_completed = tokio::time::interval(completed::commit_interval(stream.state().commit_interval()));
     save_completed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         flight.lanes.forget_revoked(stream);
@@ -635,25 +634,18 @@ impl Lanes {
         if !std::mem::take(&mut self.completed_unsaved) {
             return;
         }
-        let mut list = rdkafka::TopicPartitionList::new();
+        let mut to_commit = Vec::new();
         for track in self.tracks.iter_mut().flatten() {
             let Some(receipt) = track.receipt.filter(|_| std::mem::take(&mut track.completed_unsaved)) else {
                 continue;
             };
-            let Some((first, done)) = track.outstanding.done_above() else { continue };
-            let Some(metadata) = completed::encode(first, done) else { continue };
-            let mut element = list.add_partition(stream.topic(&receipt), receipt.partition);
-            if element.set_offset(rdkafka::Offset::Offset(first)).is_ok() {
-                element.set_metadata(metadata);
-            }
+            let Some((next, done)) = track.outstanding.done_above() else { continue };
+            let Some(metadata) = completed::encode(next, done) else { continue };
+            to_commit.push(ToStore::WithCompleted { receipt, next, metadata });
         }
-        stream.commit_async(&list);
+        stream.commit_completed(to_commit);
     }
 }
-
-/// How often [`Lanes::commit_completed`] runs while something is unsaved: as often as
-/// librdkafka commits stored offsets (`auto.commit.interval.ms`), and at least this often.
-const COMMIT_COMPLETED_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// The lanes with the handler calls in flight: what the loop of [`run`] works on.
 struct Flight<F, C> {

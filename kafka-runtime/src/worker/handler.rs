@@ -258,7 +258,9 @@ macro_rules! impl_stream_worker {
                 Worker {
                     style: WorkerStyle::Stream,
                     #[allow(unused_variables)]
-                    run: Box::new(move |stream, ctx| {
+                    run: Box::new(move |mut stream, ctx| {
+                        // What its acks finished out of order is not handed to it again.
+                        stream.skip_completed_offsets();
                         let running = self(stream, $(<$arg>::clone(&ctx),)*);
                         Box::pin(async move { running.await.into_worker_result() })
                     }),
