@@ -64,7 +64,7 @@ struct Kept {
 impl Kept {
     /// The offset to store now that `highest` and every message before it are done: with
     /// the done ones above the first not done in the metadata, when there are any.
-    fn to_store(&mut self, highest: i64) -> ToStore {
+    fn store_through(&mut self, highest: i64) -> ToStore {
         self.completed_unsaved = false;
         match self.completed() {
             Some((next, metadata)) => ToStore::WithCompleted { receipt: self.receipt, next, metadata },
@@ -141,7 +141,7 @@ impl Acks {
         let kept = self.partitions.get_mut(&key)?;
         let (highest, _) = kept.outstanding.done(offset);
         let to_store = match highest {
-            Some(highest) => Some(kept.to_store(highest)),
+            Some(highest) => Some(kept.store_through(highest)),
             None => {
                 // Done above the first one not done: committed by `take_completed`, as
                 // librdkafka commits only an offset that moved.
