@@ -210,3 +210,44 @@ async fn sigterm_during_a_slow_batch_finishes_and_commits_it_so_a_restart_repeat
     assert!(twice.is_empty(), "handled again after the batch was committed: {twice:?}");
     assert_eq!(first_ids.len() + second_ids.len(), MESSAGES as usize);
 }
+
+/// A slow worker's offsets are committed as it goes, not only once it has worked through
+/// everything it fetched (the sequential path keeps the offsets of done messages and stores
+/// them before it refills, serves an event such as a commit's result, waits, or once the
+/// first of them has waited 100 ms).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_worker_commits_as_it_goes_not_once_its_fetched_messages_run_out() {
+    const MESSAGES: usize = 40;
+    let topic = unique("slow-commits");
+    create_topics(&[&topic], 1).await;
+    // One producer, so that they land in few record batches and come in few fetches.
+    produce(&topic, (1..=MESSAGES).map(|id| Record::new(format!("id{id}")))).await;
+    let group = unique("g");
+    let mut settings = fast_settings();
+    settings["auto.commit.interval.ms"] = 100.into();
+    let config = write_config(serde_json::json!({
+        "handler_delay_ms": 250,
+        "kafka": {
+            "consumer_connection_settings": settings,
+            "consumer": {"workers": [{"name": "it_slow", "group": group, "topics": [topic]}]}
+        }
+    }));
+    let args = ["-c", config.to_str().unwrap(), "start-consumer", "--consumer-worker", "it_slow"];
+    let mut worker = Process::spawn(Binary::TestWorkers, &args);
+    worker.wait_lines(3, |l| l.starts_with("handled ")).await;
+    // Read the commit until it covers 3 messages; by then, most are still to be handled.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let committed = committed(&group, &topic, 1).await[0].unwrap_or(0);
+        if committed >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the commit stayed at {committed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Stopped at once: what it handled in all is what it had handled then, and the one in hand.
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit().await, Some(0));
+    let handled = handled_ids(&worker.lines).len();
+    assert!(handled < MESSAGES / 2, "committed only after {handled} of {MESSAGES} were handled");
+}

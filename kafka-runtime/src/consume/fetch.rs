@@ -146,8 +146,17 @@ impl Fetcher {
     /// events: those (a rebalance above all) are served first, on a blocking thread, as a
     /// per-message poll would. An empty buffer is refilled from the partition queues. `None`
     /// once shutdown has begun or the consumer cannot go on.
+    ///
+    /// `before_the_rest` runs, given the worker's label, before anything but handing out a
+    /// buffered message (a refill, serving events, waiting, ending): the caller stores there
+    /// the offsets it kept to store later, so that they are stored at least once per buffer,
+    /// and before a revoke's commit.
     #[inline]
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<NativeMessage>> {
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        before_the_rest: impl FnOnce(&str),
+    ) -> Poll<Option<NativeMessage>> {
         // The common case, small enough to inline into the worker's loop: a buffered message
         // and nothing else to do first.
         if self.serving.is_none()
@@ -166,6 +175,7 @@ impl Fetcher {
                 self.report_partition_error(&raw);
             }
         }
+        before_the_rest(self.state.label());
         self.poll_next_slow(cx)
     }
 

@@ -10,6 +10,7 @@
 pub(crate) mod ack;
 pub(crate) mod batch;
 pub(crate) mod client;
+pub(crate) mod coarse_clock;
 pub(crate) mod completed;
 pub(crate) mod fetch;
 pub(crate) mod message;

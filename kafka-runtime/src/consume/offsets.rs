@@ -115,13 +115,23 @@ impl std::fmt::Display for Position {
 pub(crate) struct OffsetStore {
     // Field order: the handles go before the consumer they belong to.
     topics: Vec<TopicHandle>,
+    /// The partitions with a message kept by [`store_later`](Self::store_later), as
+    /// `(topic index, partition)`.
+    later: Vec<(usize, i32)>,
+    /// The coarse clock when the first of them was kept.
+    later_since: u64,
     consumer: SharedConsumer,
 }
 
 struct TopicHandle {
     name: Box<str>,
     native: *mut rdsys::rd_kafka_topic_t,
+    /// By partition: the offset of its last message done and not stored yet, or [`NONE`].
+    later: Vec<i64>,
 }
+
+/// No message kept to store.
+const NONE: i64 = -1;
 
 // SAFETY: librdkafka topic handles are thread-safe; the store only creates, uses and destroys
 // its own handles.
@@ -130,7 +140,8 @@ unsafe impl Sync for OffsetStore {}
 
 impl OffsetStore {
     pub(crate) fn new(consumer: SharedConsumer) -> Self {
-        Self { topics: Vec::new(), consumer }
+        super::coarse_clock::start();
+        Self { topics: Vec::new(), later: Vec::new(), later_since: 0, consumer }
     }
 
     /// The receipt for a message about to be handed to a worker. librdkafka hands out one
@@ -175,18 +186,75 @@ impl OffsetStore {
 
     /// Marks the message as done: librdkafka then commits its successor's offset.
     pub(crate) fn store(&self, receipt: &Receipt) -> Result<(), RDKafkaErrorCode> {
-        let handle = &self.topics[receipt.topic];
-        if handle.native.is_null() {
-            return Err(RDKafkaErrorCode::UnknownTopic);
+        store_now(&self.topics[receipt.topic], receipt.partition, receipt.offset)
+    }
+
+    /// Marks the message as done, to be stored by the next [`flush`](Self::flush): a worker
+    /// that is handed one message after the other stores each partition's last one per
+    /// batch, or per tick of the coarse clock, not every one (storing takes locks in
+    /// librdkafka). Only for a message whose earlier messages are all done, and only until
+    /// its partition is revoked: flush before the revoke's commit, and before storing any
+    /// other way.
+    #[inline]
+    pub(crate) fn store_later(&mut self, receipt: &Receipt) {
+        let handle = &mut self.topics[receipt.topic];
+        // librdkafka hands out no message of a negative partition.
+        let Ok(index) = usize::try_from(receipt.partition) else { return };
+        if index >= handle.later.len() {
+            handle.later.resize(index + 1, NONE);
         }
-        // SAFETY: `native` is a live handle owned by this store. `rd_kafka_offset_store`
-        // adds the 1 itself: it takes the offset of the message that is done.
-        let code = unsafe { rdsys::rd_kafka_offset_store(handle.native, receipt.partition, receipt.offset) };
-        if code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Ok(())
-        } else {
-            Err(code.into())
+        let kept = &mut handle.later[index];
+        if *kept == NONE {
+            if self.later.is_empty() {
+                self.later_since = super::coarse_clock::now();
+            }
+            self.later.push((receipt.topic, receipt.partition));
         }
+        *kept = receipt.offset;
+    }
+
+    /// True when [`store_later`](Self::store_later) kept something to store.
+    #[inline]
+    pub(crate) fn has_later(&self) -> bool {
+        !self.later.is_empty()
+    }
+
+    /// True when [`store_later`](Self::store_later) kept something at least a tick of the
+    /// coarse clock ago (100-200 ms): time to flush, so that a slow worker's offsets are not
+    /// held back until its buffer runs out.
+    #[inline]
+    pub(crate) fn later_is_due(&self) -> bool {
+        self.has_later() && self.later_since != super::coarse_clock::now()
+    }
+
+    /// Stores what [`store_later`](Self::store_later) kept; `failed` gets each one librdkafka
+    /// refused (its partition was revoked).
+    pub(crate) fn flush(&mut self, mut failed: impl FnMut(Position, RDKafkaErrorCode)) {
+        for (topic, partition) in self.later.drain(..) {
+            let handle = &mut self.topics[topic];
+            let Some(kept) = usize::try_from(partition).ok().and_then(|index| handle.later.get_mut(index)) else {
+                continue;
+            };
+            let offset = std::mem::replace(kept, NONE);
+            if let Err(code) = store_now(handle, partition, offset) {
+                failed(Position { topic: handle.name.to_string(), partition, offset }, code);
+            }
+        }
+    }
+}
+
+/// Stores the offset of a message done.
+fn store_now(handle: &TopicHandle, partition: i32, offset: i64) -> Result<(), RDKafkaErrorCode> {
+    if handle.native.is_null() {
+        return Err(RDKafkaErrorCode::UnknownTopic);
+    }
+    // SAFETY: `native` is a live handle owned by the store. `rd_kafka_offset_store` adds the
+    // 1 itself: it takes the offset of the message that is done.
+    let code = unsafe { rdsys::rd_kafka_offset_store(handle.native, partition, offset) };
+    if code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(code.into())
     }
 }
 
@@ -216,7 +284,7 @@ impl TopicHandle {
         // consumer handle.
         let native =
             unsafe { rdsys::rd_kafka_topic_new(consumer.client().native_ptr(), c_name.as_ptr(), std::ptr::null_mut()) };
-        Self { name: name.into(), native }
+        Self { name: name.into(), native, later: Vec::new() }
     }
 }
 

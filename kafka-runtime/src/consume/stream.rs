@@ -100,7 +100,8 @@ impl TopicStream {
                 if self.acks.is_some() {
                     self.settle_acks(Some(cx));
                 }
-                self.fetcher.poll_next(cx)
+                let offsets = &mut self.offsets;
+                self.fetcher.poll_next(cx, |label| flush(offsets, label))
             })
             .await?;
             if let Some(message) = self.hand_out_unless_done(raw) {
@@ -163,6 +164,7 @@ impl TopicStream {
                 }
             };
             // A revoke told before waits for this: what was done is stored by now.
+            self.flush_stores();
             events.worker_came_back();
             let event = std::future::poll_fn(|cx| {
                 if self.acks.is_some() {
@@ -176,7 +178,8 @@ impl TopicStream {
                 if let Some(raw) = self.stashed.take() {
                     return Poll::Ready(Some(Err(raw)));
                 }
-                match self.fetcher.poll_next(cx) {
+                let offsets = &mut self.offsets;
+                match self.fetcher.poll_next(cx, |label| flush(offsets, label)) {
                     Poll::Ready(Some(raw)) => match events.take() {
                         // The assignment that brought it is told first.
                         Some(event) => {
@@ -224,13 +227,23 @@ impl TopicStream {
 
     /// Marks a deferred message as done. Only correct once every earlier message of its
     /// partition is done too: the caller pauses the partition while one waits.
-    pub(crate) fn store(&self, receipt: &Receipt) {
+    pub(crate) fn store(&mut self, receipt: &Receipt) {
+        self.flush_stores();
         store_offset(&self.offsets, self.fetcher.label(), receipt);
+    }
+
+    /// Stores the offsets kept by [`ack`](Self::ack) to store later.
+    #[inline]
+    fn flush_stores(&mut self) {
+        if self.offsets.has_later() {
+            flush(&mut self.offsets, self.fetcher.label());
+        }
     }
 
     /// Stores `next` as the offset to commit for the receipt's partition, with the done
     /// offsets above it in `metadata` (see `completed`).
-    pub(crate) fn store_with_metadata(&self, receipt: &Receipt, next: i64, metadata: &str) {
+    pub(crate) fn store_with_metadata(&mut self, receipt: &Receipt, next: i64, metadata: &str) {
+        self.flush_stores();
         if let Err(err) = self.offsets.store_with_metadata(receipt, next, metadata) {
             tracing::warn!(
                 worker = self.fetcher.label(),
@@ -242,7 +255,9 @@ impl TopicStream {
 
     /// Commits, without waiting, the offsets with the metadata of messages done above them
     /// (`ToStore::WithCompleted`; librdkafka sends the commit from its own threads).
-    pub(crate) fn commit_completed(&self, completed: Vec<ToStore>) {
+    pub(crate) fn commit_completed(&mut self, completed: Vec<ToStore>) {
+        // A stored offset left behind would be committed after these, without their metadata.
+        self.flush_stores();
         let mut list = rdkafka::TopicPartitionList::new();
         for to_commit in completed {
             if let ToStore::WithCompleted { receipt, next, metadata } = to_commit {
@@ -348,6 +363,7 @@ impl TopicStream {
 
     /// Serves the waiting rebalances and errors now, without waiting for a message.
     pub(crate) async fn serve_events(&mut self) {
+        self.flush_stores();
         std::future::poll_fn(|cx| self.fetcher.poll_serve_events(cx)).await;
     }
 
@@ -374,7 +390,14 @@ impl TopicStream {
     pub fn ack(&mut self) {
         if let Some(receipt) = self.handed_out.take() {
             match &mut self.acks {
-                None => self.store(&receipt),
+                None => {
+                    // Stored with the others of its batch (see `Fetcher::poll_next`), or once
+                    // the first of them waited a tick.
+                    self.offsets.store_later(&receipt);
+                    if self.offsets.later_is_due() {
+                        flush(&mut self.offsets, self.fetcher.label());
+                    }
+                }
                 Some(acks) => {
                     if let Some(done) = acks.done_in_place(receipt) {
                         self.store_done(done);
@@ -388,7 +411,7 @@ impl TopicStream {
     }
 
     /// Stores what done messages allow.
-    fn store_done(&self, done: ToStore) {
+    fn store_done(&mut self, done: ToStore) {
         match done {
             ToStore::Offset(receipt) => self.store(&receipt),
             ToStore::WithCompleted { receipt, next, metadata } => self.store_with_metadata(&receipt, next, &metadata),
@@ -463,6 +486,16 @@ impl TopicStream {
     }
 }
 
+/// Stores what `offsets` kept to store later, for the worker named `label`.
+fn flush(offsets: &mut OffsetStore, label: &str) {
+    offsets.flush(|position, code| {
+        tracing::warn!(
+            worker = label,
+            "offset not stored for {position}: {code}; the messages after the last commit will be delivered again"
+        );
+    });
+}
+
 /// Marks a message done in `offsets`, for the worker named `label`.
 fn store_offset(offsets: &OffsetStore, label: &str, receipt: &Receipt) {
     if let Err(code) = offsets.store(receipt) {
@@ -478,8 +511,10 @@ fn store_offset(offsets: &OffsetStore, label: &str, receipt: &Receipt) {
 
 impl Drop for TopicStream {
     fn drop(&mut self) {
-        // Acks done while the worker finished: stored before the consumer closes and commits.
+        // Acks done while the worker finished, and what is kept to store later: stored before
+        // the consumer closes and commits.
         self.settle_acks(None);
+        self.flush_stores();
         // The revokes of the close do not wait for a worker that is gone.
         if let Some(events) = &self.events {
             events.stop();

@@ -630,7 +630,7 @@ impl Lanes {
     /// Commits, with their metadata, the partitions whose done messages above the first
     /// unfinished one changed while its offset did not (a slow message holds it): so that a
     /// restart skips them even while that message runs on.
-    fn commit_completed(&mut self, stream: &TopicStream) {
+    fn commit_completed(&mut self, stream: &mut TopicStream) {
         if !std::mem::take(&mut self.completed_unsaved) {
             return;
         }
