@@ -363,9 +363,17 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 
 /// Writes a config.json for a test, with settings that make groups join fast.
 pub fn write_config(json: serde_json::Value) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("{}.json", unique("kafka-it-config")));
+    let path = test_file(&format!("{}.json", unique("kafka-it-config")));
     std::fs::write(&path, serde_json::to_vec_pretty(&json).expect("json")).expect("write config");
     path
+}
+
+/// A path for a file or folder a test writes: under `target/<profile>/test-files/`, not the
+/// machine's temporary folder, so that `cargo clean` removes what test runs leave.
+pub fn test_file(name: &str) -> PathBuf {
+    let dir = target_dir().join("test-files");
+    std::fs::create_dir_all(&dir).expect("create target/<profile>/test-files");
+    dir.join(name)
 }
 
 /// The client settings every test uses: a short session so groups join in seconds, and a

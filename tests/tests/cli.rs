@@ -33,7 +33,7 @@ fn unknown_worker_lists_the_registered_ones() {
 
 #[test]
 fn bad_config_names_file_line_and_column() {
-    let path = std::env::temp_dir().join(format!("{}.json", unique("bad-config")));
+    let path = test_file(&format!("{}.json", unique("bad-config")));
     std::fs::write(&path, "{\n  \"kafka\": {\n    \"brokers\": [\"a:1\",]\n  }\n}\n").unwrap();
     let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
     assert_eq!(code, 1);
@@ -47,7 +47,7 @@ fn bad_config_names_file_line_and_column() {
 
 #[test]
 fn a_value_of_the_wrong_kind_names_the_key_and_what_is_expected() {
-    let path = std::env::temp_dir().join(format!("{}.json", unique("wrong-kind")));
+    let path = test_file(&format!("{}.json", unique("wrong-kind")));
     std::fs::write(&path, "{\n  \"kafka\": {\n    \"brokers\": 5\n  }\n}\n").unwrap();
     let (code, _, err) = demo(&["-c", path.to_str().unwrap(), "list-workers"]);
     assert_eq!(code, 1);

@@ -16,7 +16,7 @@ struct Certificates {
 
 impl Certificates {
     fn make() -> Self {
-        let dir = std::env::temp_dir().join(unique("tls-certs"));
+        let dir = test_file(&unique("tls-certs"));
         std::fs::create_dir_all(&dir).expect("certificate directory");
         let certs = Self { dir };
         for ca in ["ca", "other-ca"] {
