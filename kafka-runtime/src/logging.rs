@@ -40,11 +40,12 @@ impl std::io::Write for RedactedLine {
 impl Drop for RedactedLine {
     fn drop(&mut self) {
         let line = String::from_utf8_lossy(&self.0);
+        let line = redact(&line);
         // The lock first, then the check: a line either precedes the final outcome or is
         // dropped (see `last_words`).
         let mut stderr = std::io::stderr().lock();
         if !ENDED.load(Ordering::Acquire) {
-            let _ = stderr.write_all(redact(&line).as_bytes());
+            let _ = stderr.write_all(line.as_bytes());
         }
     }
 }

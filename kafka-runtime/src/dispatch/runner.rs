@@ -92,11 +92,12 @@ pub(crate) async fn run_consumer(
 ) -> Result<(), String> {
     let label = Arc::clone(&job.label);
     let state = WorkerState::register(job.ctx.name(), Arc::clone(&label), job.ctx.group().to_owned());
-    if let Some(interval) = job.client_config.get("max.poll.interval.ms").and_then(|ms| ms.parse().ok()) {
-        state.set_max_poll_interval(Duration::from_millis(interval));
+    let milliseconds = |key| job.client_config.get(key).and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
+    if let Some(interval) = milliseconds("max.poll.interval.ms") {
+        state.set_max_poll_interval(interval);
     }
-    if let Some(interval) = job.client_config.get("auto.commit.interval.ms").and_then(|ms| ms.parse().ok()) {
-        state.set_commit_interval(Duration::from_millis(interval));
+    if let Some(interval) = milliseconds("auto.commit.interval.ms") {
+        state.set_commit_interval(interval);
     }
     let mut job = job;
     prefetch::size(&mut job.client_config, &job.subscription, &label).await;
