@@ -168,6 +168,9 @@ async fn watch_reachability(state: &WorkerState, limit: Option<Duration>) -> Dur
     }
 }
 
+/// How long a failed shutdown waits to learn the positions it names.
+const POSITIONS_WAIT: Duration = Duration::from_millis(500);
+
 /// Commits the stored offsets and closes the consumer on a blocking thread (both wait for the
 /// broker), waiting for them at most `timeout`, and not at all once shutdown is aborted: a
 /// broker that does not answer must not hold the process. Returns why the commit may not
@@ -178,7 +181,7 @@ async fn commit_and_close(
     shutdown: &Shutdown,
     timeout: Duration,
 ) -> Result<(), String> {
-    let (positions_tx, positions_rx) = std::sync::mpsc::channel();
+    let (positions_tx, positions_rx) = tokio::sync::oneshot::channel();
     let finished = tokio::task::spawn_blocking(move || {
         // Where the worker got to, read before the commit can block.
         let _ = positions_tx.send(reached_positions(&consumer));
@@ -199,7 +202,11 @@ async fn commit_and_close(
         ),
         _ = shutdown.aborted() => "stopped at once before the final commit finished".to_owned(),
     };
-    let positions = positions_rx.try_recv().unwrap_or_default();
+    // The positions come from the client's own threads, which answer even while the broker
+    // does not; a second signal may come before the blocking thread asked, so wait for them
+    // briefly rather than report none.
+    let positions =
+        tokio::time::timeout(POSITIONS_WAIT, positions_rx).await.ok().and_then(Result::ok).unwrap_or_default();
     Err(if positions.is_empty() {
         format!("worker `{label}`: {why}; messages handled since the last commit may be delivered again")
     } else {
