@@ -227,21 +227,24 @@ pub async fn keep(mut topic: TopicStream) -> Result<(), WorkerError> {
     Ok(())
 }
 
-/// Per-message handler that fails the first 3 tries (the app setting `flaky_tries`) of every
-/// message whose payload starts with `flaky`, and records every try (failed ones with the payload `failed:<payload>`).
-#[kafka_worker(name = "it_flaky")]
-pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
+/// How many times the message has been tried, this one included.
+fn try_number(msg: &Message) -> u32 {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     type Tries = Mutex<HashMap<(String, i32, i64), u32>>;
     static TRIES: OnceLock<Tries> = OnceLock::new();
+    let mut all = TRIES.get_or_init(Mutex::default).lock().unwrap();
+    let tries = all.entry((msg.topic().to_owned(), msg.partition(), msg.offset())).or_insert(0);
+    *tries += 1;
+    *tries
+}
+
+/// Per-message handler that fails the first 3 tries (the app setting `flaky_tries`) of every
+/// message whose payload starts with `flaky`, and records every try (failed ones with the payload `failed:<payload>`).
+#[kafka_worker(name = "it_flaky")]
+pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> {
     let payload = msg.payload_str()?.to_owned();
-    let tries = {
-        let mut all = TRIES.get_or_init(Mutex::default).lock().unwrap();
-        let tries = all.entry((msg.topic().to_owned(), msg.partition(), msg.offset())).or_insert(0);
-        *tries += 1;
-        *tries
-    };
+    let tries = try_number(&msg);
     let failing: u32 = ctx.setting("flaky_tries").transpose()?.unwrap_or(3);
     if payload.starts_with("flaky") && tries <= failing {
         record_as(&ctx, &msg, format!("failed:{payload}"));
@@ -249,6 +252,34 @@ pub async fn flaky(msg: Message, ctx: WorkerContext) -> Result<(), WorkerError> 
     }
     record(&ctx, &msg);
     Ok(())
+}
+
+/// Batch handler that fails a batch as a unit while a message of it whose payload starts with
+/// `flaky` has had at most `flaky_tries` tries (default 3), recording every message of every
+/// try (those of failed tries as `failed:<payload>`).
+#[kafka_worker(name = "it_flaky_batch", take = 50, within_ms = 100)]
+pub async fn flaky_batch(messages: Vec<Message>, ctx: WorkerContext) -> Result<(), WorkerError> {
+    let failing: u32 = ctx.setting("flaky_tries").transpose()?.unwrap_or(3);
+    let mut not_ready = None;
+    for msg in &messages {
+        let payload = msg.payload_str()?;
+        if payload.starts_with("flaky") {
+            let tries = try_number(msg);
+            if tries <= failing {
+                not_ready.get_or_insert(format!("{payload} is not ready yet (try {tries})"));
+            }
+        }
+    }
+    for msg in &messages {
+        match &not_ready {
+            Some(_) => record_as(&ctx, msg, format!("failed:{}", msg.payload_str()?)),
+            None => record(&ctx, msg),
+        }
+    }
+    match not_ready {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
 }
 
 /// Stream worker that records every message and fails, message in hand, on one whose payload

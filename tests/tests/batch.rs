@@ -1,5 +1,6 @@
 //! Batch workers: batches cut by `take` and `within`, offsets committed once a batch is done,
-//! and failures as a unit, of one named message, and of a message that cannot be decoded.
+//! and failures as a unit, of one named message, and of a message that cannot be decoded;
+//! one batch at a time, and with batches of several partitions at once (`max_in_flight`).
 
 use std::time::Duration;
 
@@ -51,6 +52,15 @@ async fn batches_hold_at_most_take_messages_and_are_committed_once_done() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_batch_is_retried_as_a_unit_then_dead_lettered_message_by_message() {
+    retried_as_a_unit_then_dead_lettered("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_failed_batch_is_retried_as_a_unit_then_dead_lettered() {
+    retried_as_a_unit_then_dead_lettered("2").await;
+}
+
+async fn retried_as_a_unit_then_dead_lettered(max_in_flight: &str) {
     let (topic, group) = (unique("batch-unit"), unique("group"));
     let dead_letters = format!("{topic}-dlq");
     create_topics(&[&topic], 1).await;
@@ -59,8 +69,7 @@ async fn a_failed_batch_is_retried_as_a_unit_then_dead_lettered_message_by_messa
     let keys = serde_json::json!({"retries": 1, "retry_backoff_ms": 300, "dead_letter_topic": "{topic}-dlq"});
     let config = config("it_batch", &topic, &group, keys);
     let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--take", "3"];
-
-    let running = InProcess::start(&args);
+    let running = InProcess::start(&[&args[..], &["--max-in-flight", max_in_flight]].concat());
     let dead = consume(&dead_letters, 3).await;
     // The worker goes on after the dead letters.
     produce(&topic, [Record::new("after")]).await;
@@ -84,6 +93,15 @@ async fn a_failed_batch_is_retried_as_a_unit_then_dead_lettered_message_by_messa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_named_failure_retries_and_dead_letters_only_that_message() {
+    named_failure_retried_and_dead_lettered_alone("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_named_failure_retries_and_dead_letters_only_that_message() {
+    named_failure_retried_and_dead_lettered_alone("2").await;
+}
+
+async fn named_failure_retried_and_dead_lettered_alone(max_in_flight: &str) {
     let (topic, group) = (unique("batch-named"), unique("group"));
     let dead_letters = format!("{topic}-dlq");
     create_topics(&[&topic], 1).await;
@@ -92,8 +110,7 @@ async fn a_named_failure_retries_and_dead_letters_only_that_message() {
     let keys = serde_json::json!({"retries": 1, "retry_backoff_ms": 50, "dead_letter_topic": "{topic}-dlq"});
     let config = config("it_batch", &topic, &group, keys);
     let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--take", "3"];
-
-    let running = InProcess::start(&args);
+    let running = InProcess::start(&[&args[..], &["--max-in-flight", max_in_flight]].concat());
     let dead = consume(&dead_letters, 1).await;
     produce(&topic, [Record::new("after")]).await;
     wait_handled(1, |h| h.topic == topic && h.payload == "after").await;
@@ -112,6 +129,15 @@ async fn a_named_failure_retries_and_dead_letters_only_that_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_undecodable_message_is_dead_lettered_and_the_rest_of_its_batch_handled() {
+    undecodable_dead_lettered_and_the_rest_handled("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_an_undecodable_message_is_dead_lettered_and_the_rest_handled() {
+    undecodable_dead_lettered_and_the_rest_handled("2").await;
+}
+
+async fn undecodable_dead_lettered_and_the_rest_handled(max_in_flight: &str) {
     let (topic, group) = (unique("batch-json"), unique("group"));
     let dead_letters = format!("{topic}-dlq");
     create_topics(&[&topic], 1).await;
@@ -120,8 +146,8 @@ async fn an_undecodable_message_is_dead_lettered_and_the_rest_of_its_batch_handl
     produce(&topic, [Record::new("not json")]).await;
     produce(&topic, documents(6, 5)).await;
     let config = config("it_batch_json", &topic, &group, serde_json::json!({"dead_letter_topic": "{topic}-dlq"}));
-    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_batch_json"];
-
+    let args =
+        ["-c", &config, "start-consumer", "--consumer-worker", "it_batch_json", "--max-in-flight", max_in_flight];
     let running = InProcess::start(&args);
     let handled = wait_handled(10, |h| h.topic == topic).await;
     let dead = consume(&dead_letters, 1).await;
@@ -191,16 +217,20 @@ fn batch_settings_are_checked_at_start_up_and_shown_by_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_in_flight_batches_of_different_partitions_run_at_once_each_partition_in_order() {
+    batches_of_partitions_at_once(serde_json::json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_failure_policy_batches_of_different_partitions_run_at_once_too() {
+    batches_of_partitions_at_once(serde_json::json!({"retries": 2, "dead_letter_topic": "{topic}-dlq"})).await;
+}
+
+async fn batches_of_partitions_at_once(policy: serde_json::Value) {
     let (topic, group) = (unique("batch-parallel"), unique("group"));
     create_topics(&[&topic], 4).await;
     produce(&topic, (0..400).map(|n| Record { partition: Some(n % 4), ..Record::new(format!("m{n:03}")) })).await;
-    let config = one_worker_config(
-        serde_json::json!({"handler_delay_ms": 100}),
-        "it_timed_batch",
-        &topic,
-        &group,
-        serde_json::json!({}),
-    );
+    let config =
+        one_worker_config(serde_json::json!({"handler_delay_ms": 100}), "it_timed_batch", &topic, &group, policy);
     let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_timed_batch", "--max-in-flight", "2"];
     let running = InProcess::start(&args);
     wait_handled(400, |h| h.topic == topic && h.payload.starts_with('m')).await;
@@ -286,4 +316,123 @@ async fn with_max_in_flight_a_rebalance_waits_for_the_running_batches_so_none_is
     assert_eq!(distinct.len(), total as usize, "every message handled");
     assert_eq!(handled.len(), total as usize, "a message handled twice across the rebalance");
     assert_eq!(committed(&group, &topic, 4).await, [Some(i64::from(total / 4)); 4]);
+}
+
+/// Partition 0 gets `flaky-1` and 5 messages after it, one `produce` call each to keep their
+/// order (`produce` sends its records concurrently).
+async fn flaky_first_on_partition_0(topic: &str) {
+    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
+        produce(topic, [Record { partition: Some(0), ..Record::new(payload) }]).await;
+    }
+}
+
+fn handled_once(topic: &str) -> Vec<String> {
+    let mut payloads: Vec<String> =
+        handled(|h| h.topic == topic && !h.payload.starts_with("failed:")).into_iter().map(|h| h.payload).collect();
+    payloads.sort();
+    payloads
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_failed_batch_waits_for_its_retry_in_its_slot_while_other_partitions_flow() {
+    let (topic, group) = (unique("batch-retry-slot"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    flaky_first_on_partition_0(&topic).await;
+    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000,
+                                  "max_in_flight": 2});
+    let config = config("it_flaky_batch", &topic, &group, keys);
+    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky_batch"]);
+    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
+    // Partition 1 flows while partition 0's batch waits for its next try.
+    produce(&topic, (0..20).map(|n| Record { partition: Some(1), ..Record::new(format!("other-{n}")) })).await;
+    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+
+    let log = handled_at(|h| h.topic == topic);
+    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-1")).collect();
+    assert_eq!(tries.len(), 4, "3 failed tries and one that succeeded: {tries:?}");
+    for (retry, pair) in tries.windows(2).enumerate() {
+        let waited = pair[1].1 - pair[0].1;
+        let full = Duration::from_millis(200 << retry);
+        assert!(waited >= full * 8 / 10, "retry {} came after {waited:?}, before its backoff {full:?}", retry + 1);
+    }
+    let (first_failure, success) = (tries[0].1, tries[3].1);
+    let others: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("other-")).collect();
+    assert_eq!(others.len(), 20);
+    assert!(others.iter().any(|(_, at)| *at > first_failure && *at < success), "partition 1 waited for partition 0");
+    // Partition 0's later messages were handled after it (in its batch, or in later ones),
+    // in order, once.
+    let after: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("after-")).collect();
+    assert!(after.iter().all(|(_, at)| *at >= success), "a message behind the waiting batch was handled before it");
+    let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
+    assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
+    assert_eq!(handled_once(&topic).len(), 26, "each message handled once successfully");
+    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(20)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_revoke_during_a_batch_s_retry_wait_ends_the_wait() {
+    let (topic, group) = (unique("batch-retry-revoke"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    flaky_first_on_partition_0(&topic).await;
+    // A backoff long enough that the second member joins while the first waits.
+    let entry = |name: &str| {
+        serde_json::json!({"name": name, "path": "workers::flaky_batch", "group": group, "topics": [topic],
+                           "max_in_flight": 2, "retries": 3, "retry_backoff_ms": 20000,
+                           "retry_backoff_max_ms": 20000})
+    };
+    // One failed try: the next try succeeds, whoever makes it.
+    let config = write_config(serde_json::json!({"flaky_tries": 1, "kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [entry("it_flaky_batch"), entry("it_flaky_batch_second")]}
+    }}));
+    let config = config.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_batch"]);
+    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
+    // The group rebalances: the waiting batch's partition is revoked (and maybe given back).
+    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_batch_second"]);
+    produce(&topic, [Record { partition: Some(1), ..Record::new("other") }]).await;
+    // Partition 0's messages are all handled, whoever owns it now: nothing stays waiting.
+    wait_handled(7, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    let took = started.elapsed();
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+    assert!(took < Duration::from_secs(20), "the revoke did not end the 20 s wait: {took:?}");
+    let mut payloads = handled_once(&topic);
+    payloads.dedup();
+    assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
+    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_in_flight_a_shutdown_ends_the_batches_retry_waits_and_commits_none_of_them() {
+    let (topic, group) = (unique("batch-retry-stop"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    for partition in 0..2 {
+        for payload in [format!("flaky-{partition}"), format!("after-{partition}")] {
+            produce(&topic, [Record { partition: Some(partition), ..Record::new(payload) }]).await;
+        }
+    }
+    // Both slots taken by a batch waiting 20 s for its next try: the loop reads nothing,
+    // and still sees the shutdown.
+    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000,
+                                  "max_in_flight": 2});
+    let config = one_worker_config(serde_json::json!({"flaky_tries": 1}), "it_flaky_batch", &topic, &group, keys);
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_flaky_batch"];
+    let running = InProcess::start(&args);
+    wait_handled(2, |h| h.topic == topic && h.payload.starts_with("failed:flaky-")).await;
+    let stopping = std::time::Instant::now();
+    running.stop().await.expect("clean stop");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(10), "the shutdown waited for the retry waits: {took:?}");
+    assert_eq!(committed(&group, &topic, 2).await, [None, None], "a waiting batch was committed");
+    assert!(handled_once(&topic).is_empty());
+
+    // After a restart both are tried again (their second try succeeds).
+    let running = InProcess::start(&args);
+    wait_handled(4, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(handled_once(&topic), ["after-0", "after-1", "flaky-0", "flaky-1"]);
+    assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
 }

@@ -14,7 +14,7 @@
 //! - **Failures**: without a failure policy the first one stops the worker. Under one
 //!   ([`run_with_policy`]), a message's tries and the waits between them run in its slot,
 //!   holding only its lane; a rebalance or the shutdown cuts the waits short
-//!   ([`RetryWaits`]) and the message goes back to the front of its lane.
+//!   ([`RetryWaits`](super::failure::RetryWaits)) and the message goes back to the front of its lane.
 //! - A handler that does not wait finishes inside [`Slots::start`], with nothing tracked and
 //!   nothing allocated: the loop then costs about what the sequential one does.
 
@@ -23,14 +23,11 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::time::Duration;
 
 use futures_util::future::CatchUnwind;
 use futures_util::FutureExt as _;
-use tokio::sync::Notify;
 
-use super::failure::{self, Tried};
+use super::failure::{self, RetryWaits, Tried};
 use super::slots::Slots;
 use crate::config::FailurePolicy;
 use crate::config::Ordering;
@@ -149,40 +146,6 @@ async fn with_retries<H: MessageHandler<Args>, Args>(
                 }
                 message = kept;
             }
-        }
-    }
-}
-
-/// Lets the messages that wait for their next try give up their slot when a rebalance or
-/// the shutdown is waiting for the running messages: a wait (up to `retry_backoff_max_ms`)
-/// must not hold a rebalance back.
-#[derive(Default)]
-struct RetryWaits {
-    cut_short: AtomicBool,
-    notify: Notify,
-}
-
-impl RetryWaits {
-    /// Waits `wait`: true, or false at once when the waits are cut short.
-    async fn wait(&self, wait: Duration) -> bool {
-        let cut = self.notify.notified();
-        tokio::pin!(cut);
-        cut.as_mut().enable();
-        if self.cut_short.load(AtomicOrdering::Acquire) {
-            return false;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(wait) => true,
-            () = cut => false,
-        }
-    }
-
-    /// Cuts the waits short while `cut` is set (waking those under way), lets them run again
-    /// once it is not.
-    #[inline]
-    fn cut_short(&self, cut: bool) {
-        if self.cut_short.swap(cut, AtomicOrdering::AcqRel) != cut && cut {
-            self.notify.notify_waiters();
         }
     }
 }

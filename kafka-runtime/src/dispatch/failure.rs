@@ -4,12 +4,18 @@
 //!
 //! Offsets stay exact: a waiting message's partition hands out nothing else, so storing the
 //! message's offset once it is done (or dead-lettered) covers every earlier one.
+//!
+//! The loops that run several at once share its pieces: one try of a message
+//! ([`try_once`]), the dead-letter send, and the retry waits a rebalance cuts short
+//! ([`RetryWaits`]).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::policy::NextStep;
@@ -225,4 +231,38 @@ pub(super) async fn send_dead_letter(
         out = out.header(name, value);
     }
     out.send().await
+}
+
+/// Lets the messages that wait for their next try give up their slot when a rebalance or
+/// the shutdown is waiting for the running ones: a wait (up to `retry_backoff_max_ms`)
+/// must not hold a rebalance back.
+#[derive(Default)]
+pub(super) struct RetryWaits {
+    cut_short: AtomicBool,
+    notify: Notify,
+}
+
+impl RetryWaits {
+    /// Waits `wait`: true, or false at once when the waits are cut short.
+    pub(super) async fn wait(&self, wait: Duration) -> bool {
+        let cut = self.notify.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        if self.cut_short.load(AtomicOrdering::Acquire) {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = cut => false,
+        }
+    }
+
+    /// Cuts the waits short while `cut` is set (waking those under way), lets them run again
+    /// once it is not.
+    #[inline]
+    pub(super) fn cut_short(&self, cut: bool) {
+        if self.cut_short.swap(cut, AtomicOrdering::AcqRel) != cut && cut {
+            self.notify.notify_waiters();
+        }
+    }
 }

@@ -12,8 +12,12 @@
 //!   revoked partition is dropped: its next owner reads it again from that commit.
 //! - At shutdown the batches being cut go to the handler (their messages are fetched), as in
 //!   the sequential loop.
-//! - The first failure stops the worker once the running batches are done, the failed batch
-//!   uncommitted. (Under a failure policy, batches run one at a time: `batch::run`.)
+//! - Without a failure policy, the first failure stops the worker once the running batches
+//!   are done, the failed batch uncommitted. Under one, a batch's tries and the waits between
+//!   them run in its slot (see `batch_failure`), so only its partition waits: its next batch
+//!   is cut meanwhile and held back once full. A rebalance or the shutdown cuts the waits
+//!   short; the batch then waits in its partition's place to be tried again first (dropped
+//!   if the partition is taken away, left uncommitted at shutdown).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,6 +30,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
+use super::batch_failure::{highest_per_partition, split_done, AfterTry, BatchTry, Entry};
+use super::failure::RetryWaits;
 use crate::consume::offsets::Receipt;
 use crate::consume::{Batch, Message, TopicStream};
 use crate::error::panic_message;
@@ -45,10 +51,48 @@ struct Cutting {
     running: bool,
     /// Held back: its batch is full while the one before runs.
     held: bool,
+    /// A batch whose wait for its next try was cut short: it runs before `messages`.
+    retry: Option<Retry>,
 }
 
-/// A batch handed to the handler: its partition, its last message, and how it went.
-type Finished = (usize, Receipt, Result<(), String>);
+impl Cutting {
+    /// Whether a batch of it may start: the retry, or a batch cut that is due (all of them
+    /// once the stream ended; not the retry then, nor anything behind it).
+    fn may_start(&self, take: usize, ended: bool, now: Instant) -> bool {
+        if self.running {
+            return false;
+        }
+        match self.retry {
+            Some(_) => !ended,
+            None => {
+                !self.messages.is_empty()
+                    && (ended || self.messages.len() >= take || self.due.is_some_and(|d| d <= now))
+            }
+        }
+    }
+}
+
+/// A failed batch to be tried again.
+struct Retry {
+    entries: Vec<Entry>,
+    /// Tries made so far.
+    tries: u32,
+    /// Messages of the batch done already (those the failed one was not).
+    done: Vec<Receipt>,
+}
+
+/// How a batch's run ended.
+enum Ended {
+    /// Done: its last offset may be stored.
+    Done(Receipt),
+    /// The worker stops: why, naming the messages, and the offset up to which it is done.
+    Failed { why: String, done: Option<Receipt> },
+    /// Its wait for its next try was cut short.
+    CutShort(Retry),
+}
+
+/// A batch handed to the handler: its partition's place, and how it ended.
+type Finished = (usize, Ended);
 
 pub(crate) async fn run<H: BatchHandler<Args>, Args>(
     handler: &H,
@@ -60,6 +104,10 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
 ) -> Result<(), WorkerError> {
     let observer = Observer::new(Arc::clone(stream.state()));
     stream.report_every_revoke();
+    let waits = RetryWaits::default();
+    // Under a failure policy, retry waits are cut short when a rebalance or the shutdown
+    // comes, even while the loop reads nothing.
+    let mut interruptions = ctx.worker().failure.is_active().then(|| stream.interruptions());
     let mut cutting: Vec<Cutting> = Vec::new();
     let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = Finished> + Send + '_>>> = FuturesUnordered::new();
     let mut failure: Option<String> = None;
@@ -68,32 +116,43 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
         forget_revoked(stream, &mut cutting);
         let events = stream.events_pending();
         let going = !ended && failure.is_none();
+        if interruptions.is_some() {
+            waits.cut_short(events || !going);
+        }
         // Batches due (full, or their time came; all of them once the stream ended) start
         // while there is room and no rebalance waits.
         if !events && failure.is_none() {
             let now = Instant::now();
-            let mut ready: VecDeque<usize> = (0..cutting.len())
-                .filter(|&i| {
-                    let c = &cutting[i];
-                    !c.running
-                        && !c.messages.is_empty()
-                        && (ended || c.messages.len() >= take || c.due.is_some_and(|d| d <= now))
-                })
-                .collect();
+            let mut ready: VecDeque<usize> =
+                (0..cutting.len()).filter(|&i| cutting[i].may_start(take, ended, now)).collect();
             while running.len() < max_in_flight {
                 let Some(index) = ready.pop_front() else { break };
                 let batch = &mut cutting[index];
+                batch.running = true;
+                if let Some(retry) = batch.retry.take() {
+                    let topic = stream.topic(&batch.partition).to_owned();
+                    running.push(Box::pin(with_retries(handler, ctx, &observer, &waits, topic, index, retry)));
+                    continue;
+                }
                 let messages = std::mem::take(&mut batch.messages);
                 let receipts = std::mem::take(&mut batch.receipts);
                 batch.due = None;
-                batch.running = true;
                 if std::mem::take(&mut batch.held) {
                     stream.release(&batch.partition);
                 }
-                running.push(Box::pin(call(handler, ctx, &observer, index, messages, receipts)));
+                if interruptions.is_some() {
+                    let topic = stream.topic(&batch.partition).to_owned();
+                    let entries =
+                        messages.into_iter().zip(receipts).map(|(message, receipt)| Entry { message, receipt });
+                    let retry = Retry { entries: entries.collect(), tries: 0, done: Vec::new() };
+                    running.push(Box::pin(with_retries(handler, ctx, &observer, &waits, topic, index, retry)));
+                } else {
+                    running.push(Box::pin(call(handler, ctx, &observer, index, messages, receipts)));
+                }
             }
         }
-        if running.is_empty() && (failure.is_some() || (ended && cutting.iter().all(|c| c.messages.is_empty()))) {
+        let startable_at_end = |c: &Cutting| c.retry.is_none() && !c.messages.is_empty();
+        if running.is_empty() && (failure.is_some() || (ended && !cutting.iter().any(startable_at_end))) {
             break;
         }
         if running.is_empty() && events {
@@ -105,15 +164,24 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
         let next_due = cutting.iter().filter(|c| !c.running).filter_map(|c| c.due).min();
         tokio::select! {
             biased;
-            Some((index, last, outcome)) = running.next(), if !running.is_empty() => {
+            Some((index, ended)) = running.next(), if !running.is_empty() => {
                 let batch = &mut cutting[index];
                 batch.running = false;
-                match outcome {
-                    Ok(()) => stream.store(&last),
-                    Err(why) => {
+                match ended {
+                    Ended::Done(last) => stream.store(&last),
+                    Ended::Failed { why, done } => {
+                        if let Some(done) = done {
+                            stream.store(&done);
+                        }
                         failure.get_or_insert(why);
                     }
+                    Ended::CutShort(retry) => batch.retry = Some(retry),
                 }
+            }
+            () = std::future::poll_fn(|cx| interruptions.as_mut().expect("guarded").poll(cx)),
+                if interruptions.is_some() && !events && !ended => {
+                // Shutdown: read nothing more, as when the stream ends.
+                ended = !stream.events_pending();
             }
             // Only while a batch could start: a due batch waiting for room must not wake the
             // loop again and again.
@@ -136,6 +204,7 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                             due: None,
                             running: false,
                             held: false,
+                            retry: None,
                         });
                         cutting.len() - 1
                     }
@@ -160,6 +229,43 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
     }
 }
 
+/// One partition's batch under the failure policy: tried until it is done, or the policy
+/// stops the worker, or its wait for the next try is cut short.
+async fn with_retries<H: BatchHandler<Args>, Args>(
+    handler: &H,
+    ctx: &WorkerContext,
+    observer: &Observer,
+    waits: &RetryWaits,
+    topic: String,
+    index: usize,
+    retry: Retry,
+) -> Finished {
+    let Retry { mut entries, mut tries, mut done } = retry;
+    let batch = BatchTry { handler, ctx, observer, topics: topic.as_str() };
+    loop {
+        done.extend(entries.iter().map(|entry| entry.receipt));
+        let after = batch.run(entries, tries).await;
+        tries += 1;
+        match after {
+            AfterTry::Done => {
+                let last = highest_per_partition(&done)[0];
+                return (index, Ended::Done(last));
+            }
+            AfterTry::Stop { why, not_done } => {
+                let (now, _) = split_done(done, &not_done);
+                return (index, Ended::Failed { why, done: highest_per_partition(&now).first().copied() });
+            }
+            AfterTry::Again { wait, entries: again } => {
+                done.retain(|r| !again.iter().any(|entry| entry.receipt == *r));
+                if !waits.wait(wait).await {
+                    return (index, Ended::CutShort(Retry { entries: again, tries, done }));
+                }
+                entries = again;
+            }
+        }
+    }
+}
+
 /// One batch through the handler: `Ok`, or why it failed, naming its messages.
 async fn call<H: BatchHandler<Args>, Args>(
     handler: &H,
@@ -181,7 +287,10 @@ async fn call<H: BatchHandler<Args>, Args>(
     };
     let input = match <H::Input as FromBatch>::from_batch(Batch::new(messages), ctx) {
         Ok(input) => input,
-        Err((_, at, err)) => return (index, last, Err(named(&format_args!("message {at} cannot be decoded: {err}")))),
+        Err((_, at, err)) => {
+            let why = named(&format_args!("message {at} cannot be decoded: {err}"));
+            return (index, Ended::Failed { why, done: None });
+        }
     };
     let outcome = match AssertUnwindSafe(handler.call(input, ctx)).catch_unwind().await {
         Ok(Ok(())) => Ok(()),
@@ -189,7 +298,10 @@ async fn call<H: BatchHandler<Args>, Args>(
         Err(panic) => Err(named(&format_args!("the handler panicked: {}", panic_message(&*panic)))),
     };
     observer.batch_finished(watch, outcome.is_err().then_some(None));
-    (index, last, outcome)
+    match outcome {
+        Ok(()) => (index, Ended::Done(last)),
+        Err(why) => (index, Ended::Failed { why, done: None }),
+    }
 }
 
 /// Drops what was cut of partitions taken away; none of them runs (rebalances are served
@@ -206,6 +318,7 @@ fn forget_revoked(stream: &mut TopicStream, cutting: &mut [Cutting]) {
             batch.receipts.clear();
             batch.due = None;
             batch.held = false;
+            batch.retry = None;
         }
     }
 }
