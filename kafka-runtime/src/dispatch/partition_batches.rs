@@ -104,10 +104,11 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
 ) -> Result<(), WorkerError> {
     let observer = Observer::new(Arc::clone(stream.state()));
     stream.report_every_revoke();
+    let under_policy = ctx.worker().failure.is_active();
     let waits = RetryWaits::default();
-    // Under a failure policy, retry waits are cut short when a rebalance or the shutdown
-    // comes, even while the loop reads nothing.
-    let mut interruptions = ctx.worker().failure.is_active().then(|| stream.interruptions());
+    // Retry waits are cut short when a rebalance or the shutdown comes, even while the loop
+    // reads nothing.
+    let mut interruptions = under_policy.then(|| stream.interruptions());
     let mut cutting: Vec<Cutting> = Vec::new();
     let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = Finished> + Send + '_>>> = FuturesUnordered::new();
     let mut failure: Option<String> = None;
@@ -116,7 +117,7 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
         forget_revoked(stream, &mut cutting);
         let events = stream.events_pending();
         let going = !ended && failure.is_none();
-        if interruptions.is_some() {
+        if under_policy {
             waits.cut_short(events || !going);
         }
         // Batches due (full, or their time came; all of them once the stream ended) start
@@ -140,7 +141,7 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                 if std::mem::take(&mut batch.held) {
                     stream.release(&batch.partition);
                 }
-                if interruptions.is_some() {
+                if under_policy {
                     let topic = stream.topic(&batch.partition).to_owned();
                     let entries =
                         messages.into_iter().zip(receipts).map(|(message, receipt)| Entry { message, receipt });
