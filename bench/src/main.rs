@@ -453,10 +453,15 @@ async fn run(o: Options) -> Result<(), String> {
     let (table, mut json) = report::render(&results);
     println!("{table}");
     if let Some((slow_table, slow_json)) = slow {
-        let (ceiling_table, ceiling_json) = ratios_to_ceiling(&results.rust_runs, o.smoke);
-        println!("{slow_table}{ceiling_table}");
+        println!("{slow_table}");
         if let Some(root) = json.as_object_mut() {
             root.insert("slow_handler".into(), slow_json);
+        }
+    }
+    let (ceiling_table, ceiling_json) = ratios_to_ceiling(&results.rust_runs, o.smoke);
+    if ceiling_json.as_object().is_some_and(|sizes| !sizes.is_empty()) {
+        println!("{ceiling_table}");
+        if let Some(root) = json.as_object_mut() {
             root.insert("per_message_to_ceiling".into(), ceiling_json);
         }
     }

@@ -207,7 +207,15 @@ async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
     use rdkafka::{Offset, TopicPartitionList};
     use rdkafka_sys as rdsys;
 
-    let consumer: BaseConsumer = raw_config(run).create().map_err(|e| format!("ceiling consumer: {e}"))?;
+    let mut config = raw_config(run);
+    if std::env::var("KAFKA_BENCH_CEILING_PREFETCH").as_deref() == Ok("runtime") {
+        // The prefetch the framework gives itself for these partitions, instead of
+        // librdkafka's defaults: what is left between (a) and (f) is then the Rust layer.
+        for (key, value) in kafka_runtime::prefetch_settings(crate::broker::PARTITIONS as usize) {
+            config.set(key, value);
+        }
+    }
+    let consumer: BaseConsumer = config.create().map_err(|e| format!("ceiling consumer: {e}"))?;
     let mut partitions = TopicPartitionList::new();
     for partition in 0..crate::broker::PARTITIONS {
         partitions.add_partition_offset(run.topic, partition, Offset::Beginning).map_err(|e| e.to_string())?;

@@ -47,6 +47,7 @@ mod worker;
 pub use app::cli;
 pub use app::shutdown::Shutdown;
 pub use app::{run, run_with_args};
+pub use consume::prefetch::settings as prefetch_settings;
 pub use consume::{Ack, Batch, Message, Partition, StreamEvent, TopicStream};
 pub use dispatch::failure::DEAD_LETTER_HEADERS;
 pub use embedded::{embedded_cluster, EmbeddedInfo, EMBEDDED_PARTITIONS};

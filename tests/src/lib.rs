@@ -723,3 +723,45 @@ pub async fn wait_status(url: &str, status: u16) -> String {
     };
     tokio::time::timeout(WAIT, wait).await.unwrap_or_else(|_| panic!("{url} never answered {status}"))
 }
+
+/// The payloads handled on `topic` by tries that succeeded (failed tries record
+/// `failed:<payload>`), sorted.
+pub fn handled_successfully(topic: &str) -> Vec<String> {
+    let mut payloads: Vec<String> =
+        handled(|h| h.topic == topic && !h.payload.starts_with("failed:")).into_iter().map(|h| h.payload).collect();
+    payloads.sort();
+    payloads
+}
+
+/// `worker` (`it_flaky` or `it_flaky_batch`: the first try of a `flaky` message fails) with
+/// `max_in_flight = 2` and a 20 s retry backoff, on 2 partitions that each start with a
+/// `flaky` message: both slots wait for a next try, so the loop reads nothing, and a
+/// shutdown must still end it at once, committing neither. After a restart, both succeed.
+pub async fn a_shutdown_ends_the_retry_waits_of_every_slot(worker: &str) {
+    let (topic, group) = (unique("retry-stop"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    for partition in 0..2 {
+        for payload in [format!("flaky-{partition}"), format!("after-{partition}")] {
+            produce(&topic, [Record { partition: Some(partition), ..Record::new(payload) }]).await;
+        }
+    }
+    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000,
+                                  "max_in_flight": 2});
+    let config = one_worker_config(serde_json::json!({"flaky_tries": 1}), worker, &topic, &group, keys);
+    let args = ["-c", &config, "start-consumer", "--consumer-worker", worker];
+    let running = InProcess::start(&args);
+    wait_handled(2, |h| h.topic == topic && h.payload.starts_with("failed:flaky-")).await;
+    let stopping = std::time::Instant::now();
+    running.stop().await.expect("clean stop");
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(10), "the shutdown waited for the retry waits: {took:?}");
+    assert_eq!(committed(&group, &topic, 2).await, [None, None], "a waiting message was committed");
+    assert!(handled_successfully(&topic).is_empty(), "{:?}", handled_successfully(&topic));
+
+    // After a restart both are tried again (their second try succeeds), then the rest.
+    let running = InProcess::start(&args);
+    wait_handled(4, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(handled_successfully(&topic), ["after-0", "after-1", "flaky-0", "flaky-1"]);
+    assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
+}

@@ -326,13 +326,6 @@ async fn flaky_first_on_partition_0(topic: &str) {
     }
 }
 
-fn handled_once(topic: &str) -> Vec<String> {
-    let mut payloads: Vec<String> =
-        handled(|h| h.topic == topic && !h.payload.starts_with("failed:")).into_iter().map(|h| h.payload).collect();
-    payloads.sort();
-    payloads
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_in_flight_a_failed_batch_waits_for_its_retry_in_its_slot_while_other_partitions_flow() {
     let (topic, group) = (unique("batch-retry-slot"), unique("group"));
@@ -366,7 +359,7 @@ async fn with_max_in_flight_a_failed_batch_waits_for_its_retry_in_its_slot_while
     assert!(after.iter().all(|(_, at)| *at >= success), "a message behind the waiting batch was handled before it");
     let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
     assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
-    assert_eq!(handled_once(&topic).len(), 26, "each message handled once successfully");
+    assert_eq!(handled_successfully(&topic).len(), 26, "each message handled once successfully");
     assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(20)]);
 }
 
@@ -399,7 +392,7 @@ async fn with_max_in_flight_a_revoke_during_a_batch_s_retry_wait_ends_the_wait()
     first.stop().await.expect("clean stop");
     second.stop().await.expect("clean stop");
     assert!(took < Duration::from_secs(20), "the revoke did not end the 20 s wait: {took:?}");
-    let mut payloads = handled_once(&topic);
+    let mut payloads = handled_successfully(&topic);
     payloads.dedup();
     assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
     assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(1)]);
@@ -407,32 +400,5 @@ async fn with_max_in_flight_a_revoke_during_a_batch_s_retry_wait_ends_the_wait()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_in_flight_a_shutdown_ends_the_batches_retry_waits_and_commits_none_of_them() {
-    let (topic, group) = (unique("batch-retry-stop"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    for partition in 0..2 {
-        for payload in [format!("flaky-{partition}"), format!("after-{partition}")] {
-            produce(&topic, [Record { partition: Some(partition), ..Record::new(payload) }]).await;
-        }
-    }
-    // Both slots taken by a batch waiting 20 s for its next try: the loop reads nothing,
-    // and still sees the shutdown.
-    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000,
-                                  "max_in_flight": 2});
-    let config = one_worker_config(serde_json::json!({"flaky_tries": 1}), "it_flaky_batch", &topic, &group, keys);
-    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_flaky_batch"];
-    let running = InProcess::start(&args);
-    wait_handled(2, |h| h.topic == topic && h.payload.starts_with("failed:flaky-")).await;
-    let stopping = std::time::Instant::now();
-    running.stop().await.expect("clean stop");
-    let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(10), "the shutdown waited for the retry waits: {took:?}");
-    assert_eq!(committed(&group, &topic, 2).await, [None, None], "a waiting batch was committed");
-    assert!(handled_once(&topic).is_empty());
-
-    // After a restart both are tried again (their second try succeeds).
-    let running = InProcess::start(&args);
-    wait_handled(4, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    running.stop().await.expect("clean stop");
-    assert_eq!(handled_once(&topic), ["after-0", "after-1", "flaky-0", "flaky-1"]);
-    assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
+    a_shutdown_ends_the_retry_waits_of_every_slot("it_flaky_batch").await;
 }

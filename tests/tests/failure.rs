@@ -222,31 +222,5 @@ async fn with_ordering_key_a_failing_message_holds_back_only_its_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shutdown_ends_the_retry_waits_that_hold_every_slot_and_commits_none_of_them() {
-    let (topic, group) = (unique("retry-stop"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    for partition in 0..2 {
-        for payload in [format!("flaky-{partition}"), format!("after-{partition}")] {
-            produce(&topic, [Record { partition: Some(partition), ..Record::new(payload) }]).await;
-        }
-    }
-    // Two slots, both taken by a message waiting 20 s for its next try: the loop reads
-    // nothing, and still sees the shutdown.
-    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000,
-                                  "max_in_flight": 2});
-    let config = one_worker_config(serde_json::json!({"flaky_tries": 1}), "it_flaky", &topic, &group, keys);
-    let args = ["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"];
-    let running = InProcess::start(&args);
-    wait_handled(2, |h| h.topic == topic && h.payload.starts_with("failed:")).await;
-    let stopping = std::time::Instant::now();
-    running.stop().await.expect("clean stop");
-    let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(10), "the shutdown waited for the retry waits: {took:?}");
-    assert_eq!(committed(&group, &topic, 2).await, [None, None], "a waiting message was committed");
-    assert_eq!(handled_where(&topic), 0);
-
-    // After a restart both are tried again (their second try succeeds), then the rest.
-    let running = InProcess::start(&args);
-    wait_handled(4, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    running.stop().await.expect("clean stop");
-    assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
+    a_shutdown_ends_the_retry_waits_of_every_slot("it_flaky").await;
 }

@@ -44,8 +44,10 @@ const LIBRDKAFKA_MESSAGE_MAX: usize = 1_000_000;
 const UNKNOWN_PARTITIONS: usize = 100;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The prefetch settings for a consumer of `partitions` partitions.
-pub(crate) fn settings(partitions: usize) -> Vec<(&'static str, String)> {
+/// The prefetch settings the runtime gives a consumer that reads `partitions` partitions,
+/// unless its settings give any of them (see the README's configuration notes): to see
+/// what a worker gets, or to give another client the same.
+pub fn settings(partitions: usize) -> Vec<(&'static str, String)> {
     let partitions = partitions.max(1);
     let fetch = (FETCH_BUDGET / partitions).clamp(MIN_FETCH, MAX_FETCH);
     let messages = (MESSAGE_BUDGET / partitions).max(MIN_MESSAGES);
