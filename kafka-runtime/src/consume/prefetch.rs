@@ -45,8 +45,14 @@ const UNKNOWN_PARTITIONS: usize = 100;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The prefetch settings the runtime gives a consumer that reads `partitions` partitions,
-/// unless its settings give any of them (see the README's configuration notes): to see
-/// what a worker gets, or to give another client the same.
+/// unless its settings give any of them (see "Memory: the prefetch knob" in
+/// docs/configuration.md): to see what a worker gets, or to give another client the same.
+///
+/// ```
+/// let settings = kafka_runtime::prefetch_settings(12);
+/// let messages = settings.iter().find(|(key, _)| *key == "queued.min.messages").map(|(_, v)| v.as_str());
+/// assert_eq!(messages, Some("12500"));
+/// ```
 pub fn settings(partitions: usize) -> Vec<(&'static str, String)> {
     let partitions = partitions.max(1);
     let fetch = (FETCH_BUDGET / partitions).clamp(MIN_FETCH, MAX_FETCH);

@@ -174,7 +174,8 @@ const POSITIONS_WAIT: Duration = Duration::from_millis(500);
 /// Commits the stored offsets and closes the consumer on a blocking thread (both wait for the
 /// broker), waiting for them at most `timeout`, and not at all once shutdown is aborted: a
 /// broker that does not answer must not hold the process. Returns why the commit may not
-/// have happened, naming what may be delivered again.
+/// have happened, naming what may be delivered again (learning that takes at most
+/// [`POSITIONS_WAIT`] more).
 async fn commit_and_close(
     consumer: SharedConsumer,
     label: &str,
