@@ -765,3 +765,51 @@ pub async fn a_shutdown_ends_the_retry_waits_of_every_slot(worker: &str) {
     assert_eq!(handled_successfully(&topic), ["after-0", "after-1", "flaky-0", "flaky-1"]);
     assert_eq!(committed(&group, &topic, 2).await, [Some(2), Some(2)]);
 }
+
+/// Partition 0 of `topic` gets `flaky-1` and 5 messages after it, one `produce` call each to
+/// keep their order (`produce` sends its records concurrently).
+pub async fn flaky_first_on_partition_0(topic: &str) {
+    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
+        produce(topic, [Record { partition: Some(0), ..Record::new(payload) }]).await;
+    }
+}
+
+/// `worker` (`it_flaky` or `it_flaky_batch`: the first 3 tries of a `flaky` message fail)
+/// with 3 retries from 200 ms and the concurrency in `concurrency`: partition 0's `flaky-1`
+/// waits for each next try (200, 400, 800 ms) while partition 1's messages flow, and the
+/// messages behind it in its partition are handled after it, in order, each once.
+pub async fn retried_while_other_partitions_flow(worker: &str, concurrency: serde_json::Value) {
+    let (topic, group) = (unique("retry"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    flaky_first_on_partition_0(&topic).await;
+    let mut keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000});
+    keys.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
+    let config = one_worker_config(serde_json::json!({}), worker, &topic, &group, keys);
+    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", worker]);
+    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
+    // Partition 1 flows while partition 0 waits.
+    produce(&topic, (0..20).map(|n| Record { partition: Some(1), ..Record::new(format!("other-{n}")) })).await;
+    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    running.stop().await.expect("clean stop");
+
+    let log = handled_at(|h| h.topic == topic);
+    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-1")).collect();
+    assert_eq!(tries.len(), 4, "3 failed tries and one that succeeded: {tries:?}");
+    assert_eq!(tries[3].0.payload, "flaky-1");
+    for (retry, pair) in tries.windows(2).enumerate() {
+        let waited = pair[1].1 - pair[0].1;
+        let full = Duration::from_millis(200 << retry);
+        assert!(waited >= full * 8 / 10, "retry {} came after {waited:?}, before its backoff {full:?}", retry + 1);
+    }
+    let (first_failure, success) = (tries[0].1, tries[3].1);
+    let others: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("other-")).collect();
+    assert_eq!(others.len(), 20);
+    assert!(others.iter().any(|(_, at)| *at > first_failure && *at < success), "partition 1 waited for partition 0");
+    // Partition 0's later messages waited, and kept their order.
+    let after: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("after-")).collect();
+    assert!(after.iter().all(|(_, at)| *at > success), "a message of the waiting partition was handled before it");
+    let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
+    assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
+    assert_eq!(handled_successfully(&topic).len(), 26, "each message handled once successfully");
+    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(20)]);
+}

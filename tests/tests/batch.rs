@@ -318,49 +318,9 @@ async fn with_max_in_flight_a_rebalance_waits_for_the_running_batches_so_none_is
     assert_eq!(committed(&group, &topic, 4).await, [Some(i64::from(total / 4)); 4]);
 }
 
-/// Partition 0 gets `flaky-1` and 5 messages after it, one `produce` call each to keep their
-/// order (`produce` sends its records concurrently).
-async fn flaky_first_on_partition_0(topic: &str) {
-    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
-        produce(topic, [Record { partition: Some(0), ..Record::new(payload) }]).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_in_flight_a_failed_batch_waits_for_its_retry_in_its_slot_while_other_partitions_flow() {
-    let (topic, group) = (unique("batch-retry-slot"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    flaky_first_on_partition_0(&topic).await;
-    let keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000,
-                                  "max_in_flight": 2});
-    let config = config("it_flaky_batch", &topic, &group, keys);
-    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky_batch"]);
-    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
-    // Partition 1 flows while partition 0's batch waits for its next try.
-    produce(&topic, (0..20).map(|n| Record { partition: Some(1), ..Record::new(format!("other-{n}")) })).await;
-    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    running.stop().await.expect("clean stop");
-
-    let log = handled_at(|h| h.topic == topic);
-    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-1")).collect();
-    assert_eq!(tries.len(), 4, "3 failed tries and one that succeeded: {tries:?}");
-    for (retry, pair) in tries.windows(2).enumerate() {
-        let waited = pair[1].1 - pair[0].1;
-        let full = Duration::from_millis(200 << retry);
-        assert!(waited >= full * 8 / 10, "retry {} came after {waited:?}, before its backoff {full:?}", retry + 1);
-    }
-    let (first_failure, success) = (tries[0].1, tries[3].1);
-    let others: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("other-")).collect();
-    assert_eq!(others.len(), 20);
-    assert!(others.iter().any(|(_, at)| *at > first_failure && *at < success), "partition 1 waited for partition 0");
-    // Partition 0's later messages were handled after it (in its batch, or in later ones),
-    // in order, once.
-    let after: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("after-")).collect();
-    assert!(after.iter().all(|(_, at)| *at >= success), "a message behind the waiting batch was handled before it");
-    let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
-    assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
-    assert_eq!(handled_successfully(&topic).len(), 26, "each message handled once successfully");
-    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(20)]);
+    retried_while_other_partitions_flow("it_flaky_batch", serde_json::json!({"max_in_flight": 2})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -63,52 +63,12 @@ fn handled_where(topic: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_message_is_retried_with_backoff_while_other_partitions_flow() {
     // The default `max_in_flight`: the message's tries run in its partition's lane.
-    retried_while_other_partitions_flow(serde_json::json!({})).await;
+    retried_while_other_partitions_flow("it_flaky", serde_json::json!({})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_message_at_a_time_a_failing_message_pauses_only_its_partition() {
-    retried_while_other_partitions_flow(serde_json::json!({"max_in_flight": 1})).await;
-}
-
-async fn retried_while_other_partitions_flow(concurrency: serde_json::Value) {
-    let (topic, group) = (unique("retry"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    let on = |partition: i32, payload: String| Record { partition: Some(partition), ..Record::new(payload) };
-    // Partition 0: the flaky message first, then 5 more that must wait for it.
-    // (`produce` sends its records concurrently: one call per record keeps their order.)
-    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
-        produce(&topic, [on(0, payload)]).await;
-    }
-    let mut keys = serde_json::json!({"retries": 3, "retry_backoff_ms": 200, "retry_backoff_max_ms": 1000});
-    keys.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
-    let config = config("it_flaky", &topic, &group, keys);
-    let running = InProcess::start(&["-c", &config, "start-consumer", "--consumer-worker", "it_flaky"]);
-    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
-    // Partition 1 flows while partition 0 waits.
-    produce(&topic, (0..20).map(|n| on(1, format!("other-{n}")))).await;
-    wait_handled(26, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    running.stop().await.expect("clean stop");
-
-    let log = handled_at(|h| h.topic == topic);
-    let tries: Vec<_> = log.iter().filter(|(h, _)| h.payload.ends_with("flaky-1")).collect();
-    assert_eq!(tries.len(), 4, "3 failed tries and one that succeeded: {tries:?}");
-    assert_eq!(tries[3].0.payload, "flaky-1");
-    for (retry, pair) in tries.windows(2).enumerate() {
-        let waited = pair[1].1 - pair[0].1;
-        let full = Duration::from_millis(200 << retry);
-        assert!(waited >= full * 8 / 10, "retry {} came after {waited:?}, before its backoff {full:?}", retry + 1);
-    }
-    let (first_failure, success) = (tries[0].1, tries[3].1);
-    let others: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("other-")).collect();
-    assert_eq!(others.len(), 20);
-    assert!(others.iter().any(|(_, at)| *at > first_failure && *at < success), "partition 1 waited for partition 0");
-    // Partition 0's later messages waited, and kept their order.
-    let after: Vec<_> = log.iter().filter(|(h, _)| h.payload.starts_with("after-")).collect();
-    assert!(after.iter().all(|(_, at)| *at > success), "a message of the waiting partition was handed out");
-    let order: Vec<&str> = after.iter().map(|(h, _)| h.payload.as_str()).collect();
-    assert_eq!(order, ["after-0", "after-1", "after-2", "after-3", "after-4"]);
-    assert_eq!(handled_where(&topic), 26, "each message handled once successfully");
+    retried_while_other_partitions_flow("it_flaky", serde_json::json!({"max_in_flight": 1})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,10 +103,7 @@ async fn one_message_at_a_time_a_revoke_during_a_retry_wait_ends_the_wait() {
 async fn revoke_during_a_retry_wait(concurrency: serde_json::Value) {
     let (topic, group) = (unique("retry-revoke"), unique("group"));
     create_topics(&[&topic], 2).await;
-    let on = |partition: i32, payload: String| Record { partition: Some(partition), ..Record::new(payload) };
-    for payload in std::iter::once("flaky-1".to_owned()).chain((0..5).map(|n| format!("after-{n}"))) {
-        produce(&topic, [on(0, payload)]).await;
-    }
+    flaky_first_on_partition_0(&topic).await;
     // A backoff long enough that the second member joins while the first waits.
     let mut policy = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000});
     policy.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
@@ -168,7 +125,7 @@ async fn revoke_during_a_retry_wait(concurrency: serde_json::Value) {
     wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
     // The group rebalances: the waiting message's partition is revoked (and maybe given back).
     let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_second"]);
-    produce(&topic, [on(1, "other".into())]).await;
+    produce(&topic, [Record { partition: Some(1), ..Record::new("other") }]).await;
     // Partition 0's messages are all handled, whoever owns it now: nothing stays paused.
     wait_handled(7, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
     let took = started.elapsed();
