@@ -813,3 +813,44 @@ pub async fn retried_while_other_partitions_flow(worker: &str, concurrency: serd
     assert_eq!(handled_successfully(&topic).len(), 26, "each message handled once successfully");
     assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(20)]);
 }
+
+/// Two members of one group run `worker` (`it_flaky` or `it_flaky_batch`, whose Rust path is
+/// `path`; the first try of a `flaky` message fails) with the concurrency in `concurrency`
+/// and a 20 s retry backoff. The second joins while `flaky-1` waits: the rebalance ends the
+/// wait, and partition 0's messages are all handled, whoever owns it then, well before 20 s.
+pub async fn a_revoke_ends_a_retry_wait(worker: &str, path: &str, concurrency: serde_json::Value) {
+    let (topic, group) = (unique("retry-revoke"), unique("group"));
+    create_topics(&[&topic], 2).await;
+    flaky_first_on_partition_0(&topic).await;
+    let second_worker = format!("{worker}_second");
+    let entry = |name: &str| {
+        let mut entry = serde_json::json!({"name": name, "path": path, "group": group, "topics": [topic],
+                                           "retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000});
+        for (key, value) in concurrency.as_object().unwrap() {
+            entry[key] = value.clone();
+        }
+        entry
+    };
+    // One failed try: the next try succeeds, whoever makes it.
+    let config = write_config(serde_json::json!({"flaky_tries": 1, "kafka": {
+        "consumer_connection_settings": fast_settings(),
+        "consumer": {"workers": [entry(worker), entry(&second_worker)]}
+    }}));
+    let config = config.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", worker]);
+    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
+    // The group rebalances: the waiting message's partition is revoked (and maybe given back).
+    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", &second_worker]);
+    produce(&topic, [Record { partition: Some(1), ..Record::new("other") }]).await;
+    // Partition 0's messages are all handled, whoever owns it now: nothing stays waiting.
+    wait_handled(7, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
+    let took = started.elapsed();
+    first.stop().await.expect("clean stop");
+    second.stop().await.expect("clean stop");
+    assert!(took < Duration::from_secs(20), "the revoke did not end the 20 s wait: {took:?}");
+    let mut payloads = handled_successfully(&topic);
+    payloads.dedup();
+    assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
+    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(1)]);
+}

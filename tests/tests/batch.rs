@@ -325,37 +325,7 @@ async fn with_max_in_flight_a_failed_batch_waits_for_its_retry_in_its_slot_while
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_in_flight_a_revoke_during_a_batch_s_retry_wait_ends_the_wait() {
-    let (topic, group) = (unique("batch-retry-revoke"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    flaky_first_on_partition_0(&topic).await;
-    // A backoff long enough that the second member joins while the first waits.
-    let entry = |name: &str| {
-        serde_json::json!({"name": name, "path": "workers::flaky_batch", "group": group, "topics": [topic],
-                           "max_in_flight": 2, "retries": 3, "retry_backoff_ms": 20000,
-                           "retry_backoff_max_ms": 20000})
-    };
-    // One failed try: the next try succeeds, whoever makes it.
-    let config = write_config(serde_json::json!({"flaky_tries": 1, "kafka": {
-        "consumer_connection_settings": fast_settings(),
-        "consumer": {"workers": [entry("it_flaky_batch"), entry("it_flaky_batch_second")]}
-    }}));
-    let config = config.to_str().unwrap();
-    let started = std::time::Instant::now();
-    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_batch"]);
-    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
-    // The group rebalances: the waiting batch's partition is revoked (and maybe given back).
-    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_batch_second"]);
-    produce(&topic, [Record { partition: Some(1), ..Record::new("other") }]).await;
-    // Partition 0's messages are all handled, whoever owns it now: nothing stays waiting.
-    wait_handled(7, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    let took = started.elapsed();
-    first.stop().await.expect("clean stop");
-    second.stop().await.expect("clean stop");
-    assert!(took < Duration::from_secs(20), "the revoke did not end the 20 s wait: {took:?}");
-    let mut payloads = handled_successfully(&topic);
-    payloads.dedup();
-    assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
-    assert_eq!(committed(&group, &topic, 2).await, [Some(6), Some(1)]);
+    a_revoke_ends_a_retry_wait("it_flaky_batch", "workers::flaky_batch", serde_json::json!({"max_in_flight": 2})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

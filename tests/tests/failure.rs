@@ -92,51 +92,12 @@ async fn a_dead_letter_topic_that_cannot_be_written_stops_the_worker_uncommitted
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoke_during_a_retry_wait_ends_the_wait_and_the_partition_flows_again() {
-    revoke_during_a_retry_wait(serde_json::json!({})).await;
+    a_revoke_ends_a_retry_wait("it_flaky", "workers::flaky", serde_json::json!({})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_message_at_a_time_a_revoke_during_a_retry_wait_ends_the_wait() {
-    revoke_during_a_retry_wait(serde_json::json!({"max_in_flight": 1})).await;
-}
-
-async fn revoke_during_a_retry_wait(concurrency: serde_json::Value) {
-    let (topic, group) = (unique("retry-revoke"), unique("group"));
-    create_topics(&[&topic], 2).await;
-    flaky_first_on_partition_0(&topic).await;
-    // A backoff long enough that the second member joins while the first waits.
-    let mut policy = serde_json::json!({"retries": 3, "retry_backoff_ms": 20000, "retry_backoff_max_ms": 20000});
-    policy.as_object_mut().unwrap().extend(concurrency.as_object().unwrap().clone());
-    let mut first = serde_json::json!({"name": "it_flaky", "group": group, "topics": [topic]});
-    let mut second =
-        serde_json::json!({"name": "it_flaky_second", "path": "workers::flaky", "group": group, "topics": [topic]});
-    for (key, value) in policy.as_object().unwrap() {
-        first[key] = value.clone();
-        second[key] = value.clone();
-    }
-    // One failed try: the next owner's first try succeeds.
-    let config = write_config(serde_json::json!({"flaky_tries": 1, "kafka": {
-        "consumer_connection_settings": fast_settings(),
-        "consumer": {"workers": [first, second]}
-    }}));
-    let config = config.to_str().unwrap();
-    let started = std::time::Instant::now();
-    let first = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky"]);
-    wait_handled(1, |h| h.topic == topic && h.payload == "failed:flaky-1").await;
-    // The group rebalances: the waiting message's partition is revoked (and maybe given back).
-    let second = InProcess::start(&["-c", config, "start-consumer", "--consumer-worker", "it_flaky_second"]);
-    produce(&topic, [Record { partition: Some(1), ..Record::new("other") }]).await;
-    // Partition 0's messages are all handled, whoever owns it now: nothing stays paused.
-    wait_handled(7, |h| h.topic == topic && !h.payload.starts_with("failed:")).await;
-    let took = started.elapsed();
-    first.stop().await.expect("clean stop");
-    second.stop().await.expect("clean stop");
-    assert!(took < Duration::from_secs(20), "the revoke did not end the 20 s wait: {took:?}");
-    let log = handled(|h| h.topic == topic && !h.payload.starts_with("failed:"));
-    let mut payloads: Vec<&str> = log.iter().map(|h| h.payload.as_str()).collect();
-    payloads.sort();
-    payloads.dedup();
-    assert_eq!(payloads, ["after-0", "after-1", "after-2", "after-3", "after-4", "flaky-1", "other"]);
+    a_revoke_ends_a_retry_wait("it_flaky", "workers::flaky", serde_json::json!({"max_in_flight": 1})).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
