@@ -280,7 +280,8 @@ async fn with_max_in_flight_a_failed_batch_stops_the_worker_and_stays_uncommitte
     let args =
         ["-c", &config, "start-consumer", "--consumer-worker", "it_batch", "--within", "300", "--max-in-flight", "2"];
     let err = InProcess::start(&args).finish().await.expect_err("the worker must stop").to_string();
-    assert!(err.contains("batch handler failed on the batch of 3 messages of partition 0 from offset 0 to 2"), "{err}");
+    let at = format!("batch handler failed on a batch of 3 messages (topic {topic}, partition 0, offsets 0 to 2)");
+    assert!(err.contains(&at), "{err}");
     assert!(err.contains("the batch cannot be written") && err.contains("not committed"), "{err}");
     assert_eq!(committed(&group, &topic, 2).await[0], None, "the failed batch was committed");
 }

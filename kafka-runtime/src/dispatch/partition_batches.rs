@@ -12,8 +12,10 @@
 //!   revoked partition is dropped: its next owner reads it again from that commit.
 //! - At shutdown the batches being cut go to the handler (their messages are fetched), as in
 //!   the sequential loop.
-//! - Without a failure policy, the first failure stops the worker once the running batches
-//!   are done, the failed batch uncommitted. Under one, a batch's tries and the waits between
+//! - A batch goes through the same try as in the sequential loop (`batch_failure`). Without
+//!   a failure policy, the first failure stops the worker once the running batches are
+//!   done, the failed batch uncommitted (but what came before a message the handler named).
+//!   Under one, a batch's tries and the waits between
 //!   them run in its slot (see `batch_failure`), so only its partition waits: its next batch
 //!   is cut meanwhile and held back once full. A rebalance or the shutdown cuts the waits
 //!   short; the batch then waits in its partition's place to be tried again first (dropped
@@ -21,31 +23,27 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use super::batch_failure::{highest_per_partition, split_done, AfterTry, BatchTry, Entry};
 use super::failure::RetryWaits;
 use crate::consume::offsets::Receipt;
-use crate::consume::{Batch, Message, TopicStream};
-use crate::error::panic_message;
+use crate::consume::TopicStream;
 use crate::ops::observe::Observer;
 use crate::worker::context::WorkerContext;
 use crate::worker::error::WorkerError;
-use crate::worker::handler::{BatchHandler, FromBatch};
+use crate::worker::handler::BatchHandler;
 
 /// One partition's batch being cut, and whether one of its batches runs.
 struct Cutting {
     /// A message of the partition, to name it by.
     partition: Receipt,
-    messages: Vec<Message>,
-    receipts: Vec<Receipt>,
+    entries: Vec<Entry>,
     /// When the batch is due, from its first message.
     due: Option<Instant>,
     running: bool,
@@ -65,8 +63,7 @@ impl Cutting {
         match self.retry {
             Some(_) => !ended,
             None => {
-                !self.messages.is_empty()
-                    && (ended || self.messages.len() >= take || self.due.is_some_and(|d| d <= now))
+                !self.entries.is_empty() && (ended || self.entries.len() >= take || self.due.is_some_and(|d| d <= now))
             }
         }
     }
@@ -130,29 +127,18 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                 let Some(index) = ready.pop_front() else { break };
                 let batch = &mut cutting[index];
                 batch.running = true;
-                if let Some(retry) = batch.retry.take() {
-                    let topic = stream.topic(&batch.partition).to_owned();
-                    running.push(Box::pin(with_retries(handler, ctx, &observer, &waits, topic, index, retry)));
-                    continue;
-                }
-                let messages = std::mem::take(&mut batch.messages);
-                let receipts = std::mem::take(&mut batch.receipts);
-                batch.due = None;
-                if std::mem::take(&mut batch.held) {
-                    stream.release(&batch.partition);
-                }
-                if under_policy {
-                    let topic = stream.topic(&batch.partition).to_owned();
-                    let entries =
-                        messages.into_iter().zip(receipts).map(|(message, receipt)| Entry { message, receipt });
-                    let retry = Retry { entries: entries.collect(), tries: 0, done: Vec::new() };
-                    running.push(Box::pin(with_retries(handler, ctx, &observer, &waits, topic, index, retry)));
-                } else {
-                    running.push(Box::pin(call(handler, ctx, &observer, index, messages, receipts)));
-                }
+                let retry = batch.retry.take().unwrap_or_else(|| {
+                    batch.due = None;
+                    if std::mem::take(&mut batch.held) {
+                        stream.release(&batch.partition);
+                    }
+                    Retry { entries: std::mem::take(&mut batch.entries), tries: 0, done: Vec::new() }
+                });
+                let topic = stream.topic(&batch.partition).to_owned();
+                running.push(Box::pin(run_batch(handler, ctx, &observer, &waits, topic, index, retry)));
             }
         }
-        let startable_at_end = |c: &Cutting| c.retry.is_none() && !c.messages.is_empty();
+        let startable_at_end = |c: &Cutting| c.retry.is_none() && !c.entries.is_empty();
         if running.is_empty() && (failure.is_some() || (ended && !cutting.iter().any(startable_at_end))) {
             break;
         }
@@ -200,8 +186,7 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                     None => {
                         cutting.push(Cutting {
                             partition: receipt,
-                            messages: Vec::new(),
-                            receipts: Vec::new(),
+                            entries: Vec::new(),
                             due: None,
                             running: false,
                             held: false,
@@ -211,12 +196,11 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
                     }
                 };
                 let batch = &mut cutting[index];
-                if batch.messages.is_empty() {
+                if batch.entries.is_empty() {
                     batch.due = Some(Instant::now() + within);
                 }
-                batch.messages.push(message);
-                batch.receipts.push(receipt);
-                if batch.messages.len() >= take && !batch.held {
+                batch.entries.push(Entry { message, receipt });
+                if batch.entries.len() >= take && !batch.held {
                     // Full: the rest of the partition waits until this batch starts.
                     batch.held = true;
                     stream.hold(&receipt);
@@ -230,9 +214,9 @@ pub(crate) async fn run<H: BatchHandler<Args>, Args>(
     }
 }
 
-/// One partition's batch under the failure policy: tried until it is done, or the policy
-/// stops the worker, or its wait for the next try is cut short.
-async fn with_retries<H: BatchHandler<Args>, Args>(
+/// One partition's batch: tried until it is done, or the failure policy (none: the first
+/// failure) stops the worker, or its wait for the next try is cut short.
+async fn run_batch<H: BatchHandler<Args>, Args>(
     handler: &H,
     ctx: &WorkerContext,
     observer: &Observer,
@@ -267,44 +251,6 @@ async fn with_retries<H: BatchHandler<Args>, Args>(
     }
 }
 
-/// One batch through the handler: `Ok`, or why it failed, naming its messages.
-async fn call<H: BatchHandler<Args>, Args>(
-    handler: &H,
-    ctx: &WorkerContext,
-    observer: &Observer,
-    index: usize,
-    messages: Vec<Message>,
-    receipts: Vec<Receipt>,
-) -> Finished {
-    let last = *receipts.last().expect("a batch has messages");
-    let (first, count) = (receipts[0], receipts.len());
-    let watch = observer.batch(messages.iter());
-    let named = |why: &dyn std::fmt::Display| {
-        format!(
-            "batch handler failed on the batch of {count} messages of partition {} from offset {} to {}: {why}; \
-             it was not committed and will be delivered again",
-            first.partition, first.offset, last.offset
-        )
-    };
-    let input = match <H::Input as FromBatch>::from_batch(Batch::new(messages), ctx) {
-        Ok(input) => input,
-        Err((_, at, err)) => {
-            let why = named(&format_args!("message {at} cannot be decoded: {err}"));
-            return (index, Ended::Failed { why, done: None });
-        }
-    };
-    let outcome = match AssertUnwindSafe(handler.call(input, ctx)).catch_unwind().await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(named(&err)),
-        Err(panic) => Err(named(&format_args!("the handler panicked: {}", panic_message(&*panic)))),
-    };
-    observer.batch_finished(watch, outcome.is_err().then_some(None));
-    match outcome {
-        Ok(()) => (index, Ended::Done(last)),
-        Err(why) => (index, Ended::Failed { why, done: None }),
-    }
-}
-
 /// Drops what was cut of partitions taken away; none of them runs (rebalances are served
 /// only when nothing runs).
 fn forget_revoked(stream: &mut TopicStream, cutting: &mut [Cutting]) {
@@ -315,8 +261,7 @@ fn forget_revoked(stream: &mut TopicStream, cutting: &mut [Cutting]) {
     for batch in cutting.iter_mut() {
         if revoked.iter().any(|(t, p)| batch.partition.partition == *p && stream.topic(&batch.partition) == t) {
             // Kept in place: running batches name theirs by position.
-            batch.messages.clear();
-            batch.receipts.clear();
+            batch.entries.clear();
             batch.due = None;
             batch.held = false;
             batch.retry = None;
