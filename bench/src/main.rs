@@ -63,6 +63,8 @@ struct Options {
     producer_variants: Vec<PVariant>,
     /// Parts to run (development): throughput, latency, rss, callgrind, producer.
     only: Option<Vec<String>>,
+    /// Throughput variants to run (development, e.g. (a) against (f) only).
+    variants: Vec<Variant>,
 }
 
 impl Options {
@@ -98,6 +100,7 @@ impl Options {
             producer_window: 10_000,
             producer_variants: PVariant::ALL.to_vec(),
             only: None,
+            variants: Variant::THROUGHPUT.to_vec(),
         };
         let mut smoke_defaults = false;
         let mut it = args.iter();
@@ -109,6 +112,7 @@ impl Options {
                 "--messages" => o.messages = num(&value()?)?,
                 "--rounds" => o.rounds = num(&value()?)? as usize,
                 "--aiokafka-python" => o.aiokafka_python = Some(value()?.into()),
+                "--no-aiokafka" => o.aiokafka_python = None,
                 "--aiokafka-script" => o.aiokafka_script = value()?.into(),
                 "--aiokafka-messages" => o.aiokafka_messages = num(&value()?)?,
                 "--aiokafka-version" => o.aiokafka_version = value()?,
@@ -141,6 +145,15 @@ impl Options {
                         .collect::<Result<_, _>>()?
                 }
                 "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
+                "--sizes" => {
+                    o.sizes = value()?.split(',').map(|size| num(size).map(|n| n as usize)).collect::<Result<_, _>>()?
+                }
+                "--variants" => {
+                    o.variants = value()?
+                        .split(',')
+                        .map(|key| Variant::parse(key).ok_or_else(|| format!("unknown variant {key}")))
+                        .collect::<Result<_, _>>()?
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -299,7 +312,7 @@ async fn run(o: Options) -> Result<(), String> {
             let topic = &topics[&size];
             // The order rotates every round, so that no variant always runs first, or right
             // after aiokafka, or while the broker still cleans up after the same neighbour.
-            let order = Variant::THROUGHPUT;
+            let order = &o.variants;
             for variant in order.iter().cycle().skip(round % order.len()).take(order.len()) {
                 let variant = *variant;
                 let group = unique(&format!("g-{}-{size}-r{round}", variant.key()));

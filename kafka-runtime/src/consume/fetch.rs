@@ -1,7 +1,7 @@
 //! Fetching: takes a consumer's messages in batches from its partition queues and hands them
 //! out one at a time, serves its shared queue (rebalances, errors) on a blocking thread first,
-//! drops what it buffered of revoked partitions, and yields to tokio's scheduler once the
-//! task's cooperative budget is spent.
+//! drops what it buffered of revoked partitions, and yields to tokio's scheduler regularly
+//! (see `yield_pace`).
 
 use std::collections::VecDeque;
 use std::future::Future as _;
@@ -22,6 +22,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::client::SharedConsumer;
 use super::message::NativeMessage;
 use super::partitions::PartitionQueue;
+use super::yield_pace::YieldPace;
 use crate::app::shutdown::Shutdown;
 use crate::ffi::QueueHandle;
 use crate::worker::state::WorkerState;
@@ -38,7 +39,6 @@ const IDLE_POLL_MARK: Duration = Duration::from_millis(500);
 /// Events served in one go on the blocking thread at most, so a flood of them cannot keep the
 /// worker from its messages for long.
 const SHARED_EVENTS_PER_SERVE: usize = 1000;
-
 pub(crate) struct Fetcher {
     /// Messages taken in a batch from the partition queues, handed out one at a time.
     buffered: VecDeque<NativeMessage>,
@@ -75,6 +75,8 @@ pub(crate) struct Fetcher {
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Fires every [`IDLE_POLL_MARK`] while the fetcher waits for messages.
     idle_tick: Pin<Box<tokio::time::Sleep>>,
+    /// When the worker yields to the scheduler while it has messages.
+    pace: YieldPace,
 }
 
 /// One partition queue's share of a batch: `taken` messages from index `first`, and whether
@@ -123,6 +125,7 @@ impl Fetcher {
             shutdown,
             stopping,
             idle_tick: Box::pin(tokio::time::sleep(IDLE_POLL_MARK)),
+            pace: YieldPace::new(),
         })
     }
 
@@ -164,12 +167,10 @@ impl Fetcher {
             && !self.buffered.is_empty()
             && (!self.has_shared_events() || self.defer_events)
         {
-            // One unit of the task's budget per message: a worker that never waits still lets
-            // signals, timers and other tasks on its thread run.
-            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            let coop = ready!(self.pace.poll_turn(cx));
             if let Some(raw) = self.buffered.pop_front() {
                 if raw.fields().err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    coop.made_progress();
+                    self.pace.handed_out(coop);
                     return Poll::Ready(Some(raw));
                 }
                 self.report_partition_error(&raw);
@@ -255,13 +256,13 @@ impl Fetcher {
                     return Poll::Pending;
                 }
             }
-            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            let coop = ready!(self.pace.poll_turn(cx));
             let Some(raw) = self.buffered.pop_front() else { continue };
             if raw.fields().err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 self.report_partition_error(&raw);
                 continue;
             }
-            coop.made_progress();
+            self.pace.handed_out(coop);
             return Poll::Ready(Some(raw));
         }
     }

@@ -1,7 +1,7 @@
 //! Consuming, in the order a message travels: the client and its subscription (`client`),
 //! how far it fetches ahead (`prefetch`),
 //! the group's rebalances (`rebalance`), told to a stream worker that asks (`rebalance_events`), one queue per assigned partition (`partitions`),
-//! fetching in batches (`fetch`), the [`Message`] handed out, its offset stored once done
+//! fetching in batches (`fetch`), yielding to the scheduler on the way (`yield_pace`), the [`Message`] handed out, its offset stored once done
 //! (`offsets`), with the done offsets above the committed one carried in the commit's metadata
 //! (`completed`), and [`TopicStream`], the public API over them, with [`Ack`] for a message
 //! a stream worker finishes elsewhere (`ack`); a batch worker gets them
@@ -20,6 +20,7 @@ pub(crate) mod prefetch;
 pub(crate) mod rebalance;
 pub(crate) mod rebalance_events;
 pub(crate) mod stream;
+pub(crate) mod yield_pace;
 
 pub use ack::Ack;
 pub use batch::Batch;
