@@ -39,6 +39,7 @@ const IDLE_POLL_MARK: Duration = Duration::from_millis(500);
 /// Events served in one go on the blocking thread at most, so a flood of them cannot keep the
 /// worker from its messages for long.
 const SHARED_EVENTS_PER_SERVE: usize = 1000;
+
 pub(crate) struct Fetcher {
     /// Messages taken in a batch from the partition queues, handed out one at a time.
     buffered: VecDeque<NativeMessage>,
