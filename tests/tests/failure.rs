@@ -2,7 +2,6 @@
 //! topics, and a dead-letter topic that cannot be written.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use kafka_integration_tests::*;
 use rdkafka::message::Message as _;
