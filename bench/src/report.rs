@@ -308,9 +308,9 @@ pub fn render(r: &Results) -> (String, Value) {
          layer, no per-message event),\n    the most any client gets from this broker here; the framework's batch style \
          will build on it"
     );
-    let prefetch = match std::env::var("KAFKA_BENCH_CEILING_PREFETCH").as_deref() {
-        Ok("runtime") => "the framework's prefetch settings (KAFKA_BENCH_CEILING_PREFETCH=runtime)",
-        _ => {
+    let prefetch = match crate::variants::ceiling_has_runtime_prefetch() {
+        true => "the framework's prefetch settings (KAFKA_BENCH_CEILING_PREFETCH=runtime)",
+        false => {
             "librdkafka's default prefetch (100,000 messages and up to 64 MiB waiting per partition; the framework \
               bounds its own, see README)"
         }
@@ -593,7 +593,7 @@ pub fn render(r: &Results) -> (String, Value) {
             "order": "per round, per size: (a), (b), (d), (f) in an order rotated every round, then (e); each in a fresh consumer group reading the whole topic from the start",
             "timing": "first message received -> last (N-th) message; msg/s = (N-1)/t; MB = 1e6 payload bytes",
             "consumer_settings": crate::variants::CONSUMER_SETTINGS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "ceiling_prefetch": std::env::var("KAFKA_BENCH_CEILING_PREFETCH").unwrap_or_else(|_| "librdkafka".into()),
+            "ceiling_prefetch": if crate::variants::ceiling_has_runtime_prefetch() { "runtime" } else { "librdkafka" },
             "ratio_to_raw": "median of per-round ratios (variant / raw of the same round)",
             "instructions": "valgrind --tool=callgrind on a child process reading a dedicated topic of exactly N 100-B messages (fresh group); --zero-before=kafka_bench_window_start (called at message N/10) and --dump-before=kafka_bench_window_end (at message 9N/10); all threads = the dump's total / (8N/10); tokio tasks = inclusive cost of tokio's Context::run_task in that dump (callgrind_annotate) / (8N/10); extra = variant - raw",
             "allocations": "counting #[global_allocator] (Rust alloc + alloc_zeroed + realloc, all threads) between messages N/10 and 9N/10 of every throughput run; librdkafka's C mallocs are not included",

@@ -195,6 +195,12 @@ async fn raw(run: &Consume<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether (f) runs with the framework's prefetch settings (`KAFKA_BENCH_CEILING_PREFETCH=runtime`)
+/// instead of librdkafka's defaults.
+pub fn ceiling_has_runtime_prefetch() -> bool {
+    std::env::var("KAFKA_BENCH_CEILING_PREFETCH").as_deref() == Ok("runtime")
+}
+
 /// (f): the partitions assigned directly (no group join, so no rebalance events in the
 /// queue), then `rd_kafka_consume_batch_queue` for up to 1,024 queued messages at a time
 /// (`rd_kafka_consume_queue` waits for one when none is), each recorded and its offset
@@ -208,7 +214,7 @@ async fn ceiling(run: &Consume<'_>) -> Result<(), String> {
     use rdkafka_sys as rdsys;
 
     let mut config = raw_config(run);
-    if std::env::var("KAFKA_BENCH_CEILING_PREFETCH").as_deref() == Ok("runtime") {
+    if ceiling_has_runtime_prefetch() {
         // The prefetch the framework gives itself for these partitions, instead of
         // librdkafka's defaults: what is left between (a) and (f) is then the Rust layer.
         for (key, value) in kafka_runtime::prefetch_settings(crate::broker::PARTITIONS as usize) {
