@@ -47,6 +47,16 @@ for tool in openssl "stunnel4 stunnel"; do
     [[ $found == yes ]] || log "warning: ${tool%% *} is not installed: tests/tests/tls.rs will fail (install the Debian package ${tool%% *})"
 done
 
+# A full run from a clean target/ writes about 6.5 GB there (measured: the debug and linkme
+# builds, the compile-error checks' own project, the benchmark's release build). A full disk
+# fails the build in the middle with "No space left on device": say so up front.
+target_dir="${CARGO_TARGET_DIR:-$REPO/target}"
+mkdir -p "$target_dir"
+free_kib=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+if [[ -n "$free_kib" && "$free_kib" -lt $((8 * 1024 * 1024)) ]]; then
+    log "warning: $((free_kib / 1024)) MiB free in $target_dir; a run from a clean target/ needs about 6.5 GB (free some, or point CARGO_TARGET_DIR elsewhere)"
+fi
+
 status=0
 record() {
     local rc=$?
