@@ -12,7 +12,8 @@
 //! [`MIN_FETCH`] and [`MIN_MESSAGES`] per partition, so the byte budget holds up to 128
 //! partitions and the message budget up to 300. Measured (`tests/tests/memory.rs`, with two
 //! busy loops on the 2 cores): 121-141 MiB with 3 partitions, 91-150 MiB with 12, 98-153
-//! MiB with 100, 110-148 MiB with 300. With a 256 KiB floor 100 partitions peaked at
+//! MiB with 100. Not held with many more: 300 partitions measured 110-148 MiB with the busy
+//! loops but 259 MiB once in a full test run. With a 256 KiB floor 100 partitions peaked at
 //! 133-227 MiB (a fetch response stays in memory until its last message is handled, so many
 //! partitions pin many of them), with a floor of 1,000 messages 300 partitions at 120-193
 //! MiB. Smaller budgets starve a fast worker: 24 MiB and 30,000 gave 0.56 of raw rdkafka's
