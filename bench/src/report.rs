@@ -308,12 +308,11 @@ pub fn render(r: &Results) -> (String, Value) {
          layer, no per-message event),\n    the most any client gets from this broker here; the framework's batch style \
          will build on it"
     );
-    let prefetch = match crate::variants::ceiling_has_runtime_prefetch() {
-        true => "the framework's prefetch settings (KAFKA_BENCH_CEILING_PREFETCH=runtime)",
-        false => {
-            "librdkafka's default prefetch (100,000 messages and up to 64 MiB waiting per partition; the framework \
-              bounds its own, see README)"
-        }
+    let prefetch = if crate::variants::ceiling_has_runtime_prefetch() {
+        "the framework's prefetch settings (KAFKA_BENCH_CEILING_PREFETCH=runtime)"
+    } else {
+        "librdkafka's default prefetch (100,000 messages and up to 64 MiB waiting per partition; the framework \
+          bounds its own, see README)"
     };
     let _ = writeln!(t, "    (f) ran with {prefetch}");
 

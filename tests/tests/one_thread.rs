@@ -1,5 +1,6 @@
 //! A busy consumer on a runtime with one thread still lets signals and timers run: its yield
-//! pace (`consume/yield_pace.rs`) makes it yield. (Its own test binary: it sends SIGTERM to itself.)
+//! pace (`consume/yield_pace.rs`) makes it yield. (Its own test binary: it sends SIGTERM to
+//! itself.)
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
